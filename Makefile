@@ -1,0 +1,41 @@
+# Entry points of the project; `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WAREHOUSE ?= data/warehouse
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## List the make targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "python 3.11+ is needed"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+setup: $(STAMP) ## Create .venv with the pinned dependencies and install the project
+
+run: $(STAMP) ## Ingest the bundled sample exports in data/ into data/warehouse/
+	$(BIN)/sessions ingest data/samples --warehouse $(WAREHOUSE)
+
+test: $(STAMP) ## Lint, type-check and run the tests
+	$(BIN)/ruff check pipeline schemas tests
+	$(BIN)/ruff format --check pipeline schemas tests
+	$(BIN)/mypy pipeline schemas
+	$(BIN)/pytest -q
+
+samples: $(STAMP) ## Regenerate the bundled sample exports (deterministic)
+	rm -rf data/samples
+	$(BIN)/sessions generate data/samples --sessions 3000 --seed 7
+
+lock: ## Re-pin requirements.lock from requirements.in (needs network)
+	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile requirements.in --generate-hashes --python-version 3.11 --universal -o requirements.lock
+
+clean: ## Remove the virtualenv and the default warehouse
+	rm -rf $(VENV) $(WAREHOUSE)
+
+.PHONY: help setup run test samples lock clean

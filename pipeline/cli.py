@@ -1,0 +1,154 @@
+"""The `sessions` command line: options in, a library call, output out."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import PipelineError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_WAREHOUSE = "data/warehouse"
+
+warehouse_option = click.option(
+    "--warehouse",
+    "-w",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("SESSIONS_WAREHOUSE", DEFAULT_WAREHOUSE),
+    show_default=f"$SESSIONS_WAREHOUSE or {DEFAULT_WAREHOUSE}",
+    help="The warehouse folder.",
+)
+
+
+def _user_errors(func: F) -> F:
+    """Turn every failure into one line on stderr and an exit code, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PipelineError as exc:
+            report = getattr(exc, "report", None)
+            if report is not None and kwargs.get("as_json"):
+                click.echo(json.dumps(report.to_dict(), indent=2))
+            elif report is not None and report.files and not kwargs.get("quiet"):
+                click.echo(report.to_text())
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; the warehouse is as it was", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if os.environ.get("SESSIONS_DEBUG"):
+                traceback.print_exc()
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(a bug; SESSIONS_DEBUG=1 shows the traceback)",
+                err=True,
+            )
+            sys.exit(70)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sessions")
+def main() -> None:
+    """Duration analytics over Syllable session exports.
+
+    Ingest raw exports into a validated Parquet warehouse, then ask it how long
+    conversations take, per agent, channel and prompt version.
+
+    \b
+    Start with:
+      sessions generate exports/          # synthetic exports to try things on
+      sessions ingest exports/            # into data/warehouse/
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@warehouse_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--max-reject-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="RATE",
+    help="Fail (exit 4, nothing committed) when more than this share of rows is rejected, "
+    "e.g. 0.05.",
+)
+@click.option(
+    "--naive-timezone",
+    default="UTC",
+    show_default=True,
+    metavar="TZ",
+    help="IANA timezone in which timestamps without an offset are read.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@_user_errors
+def ingest(
+    paths: tuple[str, ...],
+    warehouse: Path,
+    as_json: bool,
+    max_reject_rate: float | None,
+    naive_timezone: str,
+    quiet: bool,
+) -> None:
+    """Ingest session exports into the warehouse.
+
+    PATHS are files, folders (every file below them) or globs, read in the order given;
+    a later delivery of a session replaces an earlier one. Formats are recognised from the
+    content: an API list page, a JSON array of sessions or of pages, NDJSON, or CSV with a
+    header; any of them gzip-compressed. Keys may be snake_case or camelCase.
+
+    Rows that fail validation go to <warehouse>/rejects/ with their reasons. The ingest is
+    all or nothing: if a file cannot be read, nothing is committed.
+
+    \b
+    Exit codes:
+      0  ingest committed (rejected rows or not)
+      2  an input cannot be read (missing, truncated, not an export)
+      3  the warehouse cannot be read or written
+      4  more rows rejected than --max-reject-rate allows (nothing committed)
+    """
+    from pipeline.ingest import ingest as run_ingest
+
+    report = run_ingest(
+        paths,
+        warehouse,
+        naive_timezone=naive_timezone,
+        max_reject_rate=max_reject_rate,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    elif not quiet:
+        click.echo(report.to_text())
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--sessions", "count", default=3000, show_default=True, help="Sessions to generate.")
+@click.option("--seed", default=7, show_default=True, help="Random seed; same seed, same files.")
+@_user_errors
+def generate(out_dir: Path, count: int, seed: int) -> None:
+    """Write synthetic session exports in every format to OUT_DIR.
+
+    Realistic and deterministic by seed: agents in several timezones, voice and chat
+    channels, prompts with versions, log-normal durations, test sessions, null durations,
+    and API pages that overlap.
+    """
+    from pipeline.generate import write_exports
+
+    for path in write_exports(out_dir, count, seed):
+        click.echo(f"wrote {path}")

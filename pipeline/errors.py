@@ -1,0 +1,35 @@
+"""The errors a user can act on; the CLI turns each into one line and an exit code."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base: a failure the user can act on. `str()` is the one line the CLI prints."""
+
+    exit_code = 1
+
+
+class InputError(PipelineError):
+    """An input file cannot be read at all: missing, truncated, or not a session export."""
+
+    exit_code = 2
+
+    def __init__(self, path: object, problem: str, hint: str = "") -> None:
+        self.path = str(path)
+        self.problem = problem
+        message = f"{self.path}: {problem}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class WarehouseError(PipelineError):
+    """The warehouse cannot be read or written."""
+
+    exit_code = 3
+
+
+class RejectRateExceeded(PipelineError):
+    """The ingest completed, but more rows were rejected than the caller allows."""
+
+    exit_code = 4

@@ -1,0 +1,148 @@
+"""CSV exports: a header row naming session fields, then one session per record."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline.errors import InputError
+from pipeline.read.json_records import META_COLUMNS
+from pipeline.read.records import Records, iter_records
+from pipeline.read.source import Source, open_bytes
+from schemas import FIELD_NAMES, key_aliases
+
+_DECODE_SQL = "SELECT try(decode(_bytes)) AS _text, CAST(_bytes AS VARCHAR) AS _raw FROM batch"
+
+
+def read(
+    source: Source, con: duckdb.DuckDBPyConnection, warn: Callable[[str], None]
+) -> Iterator[pl.DataFrame]:
+    with open_bytes(source) as stream:
+        chunks = iter_records(stream, quoted=True)
+        header: list[str] | None = None
+        element = 0
+        for records in chunks:
+            if header is None:
+                header = _header(source, records.data[0].as_py())
+                records = Records(records.data[1:], records.line[1:])
+            if len(records.data) == 0:
+                continue
+            yield _parse(con, records, header, element)
+            element += len(records.data)
+
+
+def _header(source: Source, line: bytes) -> list[str]:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(source.path, "the CSV header is not UTF-8") from None
+    names = [name.strip() for name in next(csv.reader(io.StringIO(text)))]
+    aliases = key_aliases()
+    columns = [aliases.get(name, name) for name in names]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InputError(
+            source.path,
+            f"the CSV header names {', '.join(repeated)} more than once",
+            "each field may have one column, in snake_case or camelCase",
+        )
+    return names
+
+
+def _parse(
+    con: duckdb.DuckDBPyConnection, records: Records, header: list[str], first: int
+) -> pl.DataFrame:
+    """Parse one chunk of records; a record that is not UTF-8 or has the wrong number of
+    fields becomes a row with `_error` set instead of being dropped."""
+    n = len(records.data)
+    con.register("batch", pa.table({"_bytes": records.data}))
+    try:
+        texts = pl.from_arrow(con.sql(_DECODE_SQL).to_arrow_table())
+    finally:
+        con.unregister("batch")
+    assert isinstance(texts, pl.DataFrame)
+    utf8 = texts["_text"].is_not_null()
+    parsed, bad_fields = _parse_fields(records.data.filter(utf8.to_arrow()), len(header))
+    parsed_rows = np.flatnonzero(utf8.to_numpy())
+    bad_rows = parsed_rows[[i for i, _ in bad_fields]]
+    parsed_rows = np.delete(parsed_rows, [i for i, _ in bad_fields])
+    if len(parsed_rows) != parsed.num_rows:
+        raise AssertionError(f"CSV parser returned {parsed.num_rows} rows for {len(parsed_rows)}")
+
+    aliases = key_aliases()
+    values = pl.from_arrow(parsed)
+    assert isinstance(values, pl.DataFrame)
+    values = values.rename(dict(zip(values.columns, header, strict=True)))
+    unknown = [name for name in header if name not in aliases]
+    extra = pl.struct(unknown).struct.json_encode() if unknown else pl.lit(None, pl.String)
+    fields = values.select(
+        pl.Series("_row", parsed_rows, dtype=pl.Int64),
+        *[pl.col(name).alias(aliases[name]) for name in header if name in aliases],
+        extra.alias("extra_fields"),
+    )
+    bad = pl.DataFrame(
+        {
+            "_row": bad_rows.astype(np.int64),
+            "_field_count": [detail for _, detail in bad_fields],
+        },
+        schema={"_row": pl.Int64, "_field_count": pl.String},
+    )
+    missing = [name for name in FIELD_NAMES if name not in fields.columns]
+    return (
+        pl.DataFrame({"_row": np.arange(n, dtype=np.int64)})
+        .join(fields, on="_row", how="left", maintain_order="left")
+        .join(bad, on="_row", how="left", maintain_order="left")
+        .with_columns(
+            *[pl.lit(None, pl.String).alias(name) for name in missing],
+            pl.lit(pl.Series([header], dtype=pl.List(pl.String))).first().alias("_keys"),
+            pl.Series("_line", records.line, dtype=pl.Int64),
+            (pl.col("_row") + first).alias("_element"),
+            pl.lit(None, pl.Int64).alias("_item"),
+            texts.select(pl.coalesce("_text", "_raw").str.strip_chars_end("\r\n"))
+            .to_series()
+            .alias("_record"),
+            pl.when(~utf8)
+            .then(pl.lit("invalid_utf8"))
+            .when(pl.col("_field_count").is_not_null())
+            .then(pl.lit("csv_field_count"))
+            .alias("_error"),
+            pl.col("_field_count").alias("_error_detail"),
+        )
+        .select(*FIELD_NAMES, *META_COLUMNS)
+    )
+
+
+def _parse_fields(data: pa.LargeBinaryArray, width: int) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Fields of each record as text; the records with another number of fields, apart."""
+    body = data.buffers()[2]
+    offsets = np.frombuffer(data.buffers()[1], dtype=np.int64)[: len(data) + 1]
+    content = body[offsets[0] : offsets[-1]].to_pybytes() if len(data) else b""
+    if content and not content.endswith(b"\n"):
+        content += b"\n"
+    bad: list[tuple[int, str]] = []
+
+    def invalid(row: pacsv.InvalidRow) -> str:
+        # Row numbers count records from 1 when no header row is read.
+        found = f"{row.actual_columns} fields, the header has {row.expected_columns}"
+        bad.append((row.number - 1, found))
+        return "skip"
+
+    names = [f"c{i}" for i in range(width)]
+    table = pacsv.read_csv(
+        io.BytesIO(content),
+        read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    return table, bad

@@ -1,0 +1,182 @@
+"""Turn JSON texts (NDJSON lines or array elements) into raw session columns, in DuckDB.
+
+DuckDB's JSON functions parse each text once, in C++, a batch at a time: every text becomes
+exactly one row per session it holds (one, or the items of an API page), with the text of each
+known field, the names of the keys it had, the fields the schema does not know, and, where it is
+not a JSON object, why. Typing the values is the transform's job.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from schemas import SESSION_FIELDS, key_aliases
+
+# What every reader yields besides the session fields (all text) and `extra_fields`:
+# `_keys` the keys a JSON object had, `_line`/`_element`/`_item` its place in the file,
+# `_record` the text as received, `_error`/`_error_detail` why it could not be read.
+META_COLUMNS = (
+    "extra_fields",
+    "_keys",
+    "_line",
+    "_element",
+    "_item",
+    "_record",
+    "_error",
+    "_error_detail",
+)
+
+
+@cache
+def _extract_sql(from_bytes: bool) -> str:
+    spec = json.dumps({alias: "VARCHAR" for alias in key_aliases()})
+    known = ", ".join(f"'{alias}'" for alias in key_aliases())
+    columns = ",\n    ".join(_field_column(f.name, f.camel) for f in SESSION_FIELDS)
+    return f"""
+WITH decoded AS ({_DECODE_BYTES if from_bytes else "SELECT * FROM batch"}),
+texts AS (
+  SELECT _line, _element, _error,
+    CASE WHEN _error IS NULL AND json_valid(_text) THEN _text END AS _json,
+    rtrim(coalesce(_text, _raw), chr(10) || chr(13)) AS _record
+  FROM decoded
+),
+typed AS (
+  SELECT *, json_type(_json) AS _type,
+    CASE WHEN json_type(_json) = 'OBJECT' AND json_type(_json, '$.items') = 'ARRAY'
+      THEN _json END AS _page
+  FROM texts
+),
+records AS (
+  SELECT _line, _element, NULL::BIGINT AS _item, _record,
+    coalesce(_error, CASE WHEN _json IS NULL THEN 'invalid_json'
+                          WHEN _type <> 'OBJECT' THEN 'not_an_object' END) AS _error,
+    {_kind("_type")} AS _error_detail,
+    CASE WHEN _type = 'OBJECT' THEN _json END AS _obj
+  FROM typed WHERE _page IS NULL
+  UNION ALL
+  SELECT _line, _element, _item, _item_json::VARCHAR,
+    CASE WHEN json_type(_item_json) <> 'OBJECT' THEN 'not_an_object' END,
+    {_kind("json_type(_item_json)")},
+    CASE WHEN json_type(_item_json) = 'OBJECT' THEN _item_json END
+  FROM (
+    SELECT _line, _element,
+      unnest(json_extract(_page, '$.items[*]'))::VARCHAR AS _item_json,
+      unnest(range(json_array_length(_page, '$.items')::BIGINT)) AS _item
+    FROM typed WHERE _page IS NOT NULL
+  )
+),
+fields AS (
+  SELECT *, json_keys(_obj) AS _keys, json_transform(_obj, '{spec}') AS _f
+  FROM records
+),
+unknown AS (
+  SELECT *, list_distinct(list_filter(_keys, lambda k: NOT list_contains([{known}], k)))
+    AS _unknown
+  FROM fields
+)
+SELECT
+    {columns},
+    CASE WHEN len(_unknown) > 0 THEN to_json(map_from_entries(list_transform(_unknown,
+      lambda k: struct_pack(key := k, value := json_extract(_obj,
+        '/' || replace(replace(k, '~', '~0'), '/', '~1'))))))::VARCHAR END AS extra_fields,
+    _keys, _line, _element, _item, _record, _error, _error_detail
+FROM unknown
+ORDER BY _element, _item NULLS FIRST
+"""
+
+
+# Lines come as bytes: a line that is not UTF-8 is rejected alone, kept with its bytes escaped.
+_DECODE_BYTES = """
+  SELECT _line, _element, _text,
+    CASE WHEN _text IS NULL THEN 'invalid_utf8' END AS _error,
+    CASE WHEN _text IS NULL THEN CAST(_bytes AS VARCHAR) END AS _raw
+  FROM (SELECT _line, _element, _bytes, try(decode(_bytes)) AS _text FROM batch)
+"""
+
+
+def _kind(json_type: str) -> str:
+    """SQL naming what a JSON value that is not an object is, for a rejection's detail."""
+    return f"""CASE
+      WHEN {json_type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'a number'
+      WHEN {json_type} = 'VARCHAR' THEN 'a string'
+      WHEN {json_type} = 'BOOLEAN' THEN 'a boolean'
+      WHEN {json_type} = 'ARRAY' THEN 'an array'
+      WHEN {json_type} = 'NULL' THEN 'null'
+      WHEN {json_type} <> 'OBJECT' THEN lower({json_type}) END"""
+
+
+def _field_column(name: str, camel: str) -> str:
+    # The snake_case key wins over the camelCase one; a record with both is rejected later.
+    spellings = ", ".join(f'_f."{key}"' for key in dict.fromkeys((name, camel)))
+    return f'coalesce({spellings}) AS "{name}"'
+
+
+_PAGES_SQL = """
+SELECT _element, _line,
+  json_array_length(_page, '$.items') AS items,
+  TRY_CAST(_page ->> '$.page' AS BIGINT) AS page,
+  TRY_CAST(_page ->> '$.page_size' AS BIGINT) AS page_size,
+  TRY_CAST(_page ->> '$.total_count' AS BIGINT) AS total_count
+FROM (
+  SELECT _element, _line, CASE WHEN json_valid(_text) THEN _text END AS _page FROM {source}
+)
+WHERE json_type(_page) = 'OBJECT' AND json_type(_page, '$.items') = 'ARRAY'
+ORDER BY _element
+"""
+
+
+def extract(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> pl.DataFrame:
+    """Raw session columns of `batch`, one row per session it holds.
+
+    `batch` has `_line` and `_element` (each text's place in the file) and either `_bytes`
+    (the text as read) or `_text` (the JSON text).
+    """
+    from_bytes = "_bytes" in batch.column_names
+    if not from_bytes:
+        batch = batch.append_column("_error", pa.nulls(len(batch), pa.string()))
+        batch = batch.append_column("_raw", pa.nulls(len(batch), pa.string()))
+    con.register("batch", batch)
+    try:
+        result = con.sql(_extract_sql(from_bytes)).to_arrow_table()
+        return pl.from_arrow(result)  # type: ignore[return-value]
+    finally:
+        con.unregister("batch")
+
+
+def page_warnings(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> list[str]:
+    """What the API pages among `batch`'s texts say that disagrees with their items."""
+    source = "(" + _DECODE_BYTES + ")" if "_bytes" in batch.column_names else "batch"
+    con.register("batch", batch)
+    try:
+        rows = con.sql(_PAGES_SQL.format(source=source)).fetchall()
+    finally:
+        con.unregister("batch")
+    return [w for row in rows if (w := _page_warning(*row))]
+
+
+def _page_warning(
+    element: int,
+    line: int | None,
+    items: int,
+    page: int | None,
+    page_size: int | None,
+    total_count: int | None,
+) -> str:
+    where = f"line {line}" if line is not None else f"element {element + 1}"
+    if page_size is not None and items > page_size:
+        return f"{where}: page {page} has {items} items, more than its page_size {page_size}"
+    if None in (page, page_size, total_count):
+        return ""
+    assert page is not None and page_size is not None and total_count is not None
+    expected = min(max(total_count - page * page_size, 0), page_size)
+    if items != expected:
+        return (
+            f"{where}: page {page} has {items} items; page_size {page_size} and "
+            f"total_count {total_count} say {expected}"
+        )
+    return ""

@@ -1,0 +1,36 @@
+"""NDJSON exports: one JSON object per line, a session or a whole API page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from pipeline.read import json_records
+from pipeline.read.records import iter_records
+from pipeline.read.source import Source, open_bytes
+
+
+def read(
+    source: Source, con: duckdb.DuckDBPyConnection, warn: Callable[[str], None]
+) -> Iterator[pl.DataFrame]:
+    element = 0
+    with open_bytes(source) as stream:
+        for records in iter_records(stream):
+            n = len(records.data)
+            batch = pa.table(
+                {
+                    "_bytes": records.data,
+                    "_line": records.line,
+                    "_element": np.arange(element, element + n, dtype=np.int64),
+                }
+            )
+            element += n
+            raw = json_records.extract(con, batch)
+            if raw["_item"].is_not_null().any():
+                for warning in json_records.page_warnings(con, batch):
+                    warn(warning)
+            yield raw

@@ -1,0 +1,117 @@
+"""What an ingest did, as figures: per file and in total, as text or as JSON."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FileReport:
+    path: str
+    format: str
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    unknown_fields: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "rows_read": self.rows_read,
+            "rows_accepted": self.rows_accepted,
+            "rows_rejected": self.rows_rejected,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+            "unknown_fields": sorted(self.unknown_fields),
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class IngestReport:
+    warehouse: str
+    run_id: str
+    files: list[FileReport] = field(default_factory=list)
+    sessions_new: int = 0
+    sessions_updated: int = 0
+    sessions_unchanged: int = 0
+    rows_superseded: int = 0
+    partitions_written: int = 0
+    committed: bool = False
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def rows_accepted(self) -> int:
+        return sum(f.rows_accepted for f in self.files)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(f.rows_rejected for f in self.files)
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rows_rejected / self.rows_read if self.rows_read else 0.0
+
+    @property
+    def rejected_by_reason(self) -> Counter[str]:
+        return sum((f.rejected_by_reason for f in self.files), Counter())
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        return sorted(set().union(*(f.unknown_fields for f in self.files)))
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{f.path}: {w}" for f in self.files for w in f.warnings]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "warehouse": self.warehouse,
+            "run_id": self.run_id,
+            "committed": self.committed,
+            "files": len(self.files),
+            "rows_read": self.rows_read,
+            "rows_accepted": self.rows_accepted,
+            "rows_rejected": self.rows_rejected,
+            "reject_rate": round(self.reject_rate, 6),
+            "sessions_new": self.sessions_new,
+            "sessions_updated": self.sessions_updated,
+            "sessions_unchanged": self.sessions_unchanged,
+            "rows_superseded": self.rows_superseded,
+            "partitions_written": self.partitions_written,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+            "unknown_fields": self.unknown_fields,
+            "warnings": self.warnings,
+            "per_file": [f.to_dict() for f in self.files],
+        }
+
+    def to_text(self) -> str:
+        lines = [
+            f"Ingested {len(self.files)} file(s) into {self.warehouse}"
+            + ("" if self.committed else " -- NOT committed, the warehouse is unchanged"),
+            f"  rows read      {self.rows_read:>10,}",
+            f"  accepted       {self.rows_accepted:>10,}   "
+            f"new {self.sessions_new:,} / updated {self.sessions_updated:,} / "
+            f"unchanged {self.sessions_unchanged:,} / superseded in this run "
+            f"{self.rows_superseded:,}",
+            f"  rejected       {self.rows_rejected:>10,}   ({self.reject_rate:.1%})",
+        ]
+        for reason, count in self.rejected_by_reason.most_common():
+            lines.append(f"    {count:>10,}  {reason}")
+        if self.unknown_fields:
+            lines.append(f"  unknown fields kept in extra_fields: {', '.join(self.unknown_fields)}")
+        if self.warnings:
+            lines.append(f"  warnings ({len(self.warnings)}):")
+            lines.extend(f"    {w}" for w in self.warnings[:20])
+            if len(self.warnings) > 20:
+                lines.append(f"    ... and {len(self.warnings) - 20} more (see --json)")
+        if self.rows_rejected:
+            lines.append(f"  rejected rows and their reasons: {self.warehouse}/rejects/")
+        return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""Pure polars transformations: raw text columns to typed session columns, with reasons.
+
+Parsing lives here; value rules (no negative duration, a timestamp present, ...) live in the
+Pandera schema, which `validate` applies after this.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from schemas import SESSION_FIELDS, Field, Kind, key_aliases
+
+REASON = pl.Struct({"field": pl.String, "rule": pl.String, "value": pl.String})
+
+# ISO 8601 as exports write it: `T` or a space, seconds and fraction optional, `Z` or an
+# offset (`+02:00`, `+0200`), or nothing: then the timestamp is read in the naive timezone.
+_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z")
+_NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+_RULE_BY_KIND = {
+    Kind.TIMESTAMP: "not_a_timestamp",
+    Kind.INT: "not_an_integer",
+    Kind.FLOAT: "not_a_number",
+    Kind.BOOL: "not_a_boolean",
+}
+
+
+def parse_timestamp(text: pl.Expr, naive_timezone: str = "UTC") -> pl.Expr:
+    """ISO 8601 text to a UTC datetime; null where the text is not a timestamp."""
+    iso = (
+        text.str.strip_chars()
+        .str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+        .str.replace(r"[zZ]$", "+00:00")
+    )
+    with_offset = [
+        iso.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+        for fmt in _WITH_OFFSET
+    ]
+    naive = [
+        iso.str.to_datetime(fmt, time_unit="us", strict=False)
+        .dt.replace_time_zone(naive_timezone, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+        for fmt in _NAIVE
+    ]
+    return pl.coalesce(*with_offset, *naive)
+
+
+def parse_integer(text: pl.Expr) -> pl.Expr:
+    """Integer text to Int64; a whole number written as a float (`3.0`) counts as one."""
+    stripped = text.str.strip_chars()
+    as_float = stripped.cast(pl.Float64, strict=False)
+    whole = as_float.is_finite() & (as_float == as_float.floor()) & (as_float.abs() < 2.0**53)
+    return pl.coalesce(
+        stripped.cast(pl.Int64, strict=False),
+        pl.when(whole).then(as_float).cast(pl.Int64, strict=False),
+    )
+
+
+def parse_float(text: pl.Expr) -> pl.Expr:
+    """Number text to Float64; `NaN` and `Infinity` parse, and the schema rejects them."""
+    return text.str.strip_chars().cast(pl.Float64, strict=False)
+
+
+def parse_boolean(text: pl.Expr) -> pl.Expr:
+    """`true`/`false` in any case, or `1`/`0`, to a boolean."""
+    return (
+        text.str.strip_chars()
+        .str.to_lowercase()
+        .replace_strict(_BOOLEANS, default=None, return_dtype=pl.Boolean)
+    )
+
+
+def _typed(field: Field, text: pl.Expr, naive_timezone: str) -> pl.Expr:
+    if field.kind is Kind.TIMESTAMP:
+        return parse_timestamp(text, naive_timezone)
+    if field.kind is Kind.INT:
+        return parse_integer(text)
+    if field.kind is Kind.FLOAT:
+        return parse_float(text)
+    if field.kind is Kind.BOOL:
+        return parse_boolean(text)
+    return text
+
+
+def _reason(field: str | pl.Expr, rule: str | pl.Expr, value: pl.Expr) -> pl.Expr:
+    as_expr = [pl.lit(x) if isinstance(x, str) else x for x in (field, rule)]
+    return pl.struct(
+        as_expr[0].cast(pl.String).alias("field"),
+        as_expr[1].cast(pl.String).alias("rule"),
+        value.cast(pl.String).alias("value"),
+    )
+
+
+def _duplicate_keys() -> pl.Expr:
+    """The keys a JSON object has twice, counting snake_case and camelCase as one."""
+    aliases = key_aliases()
+    canonical = pl.element().replace(aliases)
+    return (
+        pl.col("_keys")
+        .list.eval(canonical.filter(canonical.is_duplicated()).unique(maintain_order=True))
+        .list.join(", ")
+    )
+
+
+def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
+    """Type the text columns of `raw`, as readers yield it.
+
+    Every row stays: a value that does not parse becomes null, and the row gains a reason in
+    `_reasons` (field, rule, value as received). So do rows a reader could not read, and JSON
+    objects with a key given twice.
+    """
+    texts = {f.name: pl.col(f.name).replace("", None) for f in SESSION_FIELDS}
+    typed = {f.name: f"{f.name}.typed" for f in SESSION_FIELDS}
+    unparsed = [
+        pl.when(texts[f.name].is_not_null() & pl.col(typed[f.name]).is_null()).then(
+            _reason(f.name, _RULE_BY_KIND[f.kind], texts[f.name])
+        )
+        for f in SESSION_FIELDS
+        if f.kind in _RULE_BY_KIND
+    ]
+    duplicates = _duplicate_keys()
+    reasons = [
+        pl.when(pl.col("_error").is_not_null()).then(
+            _reason(pl.lit(None), pl.col("_error"), pl.col("_error_detail"))
+        ),
+        pl.when(duplicates != "").then(_reason(duplicates, "duplicate_key", pl.lit(None))),
+        *unparsed,
+    ]
+    return (
+        raw.with_columns(
+            _typed(f, texts[f.name], naive_timezone).alias(typed[f.name]) for f in SESSION_FIELDS
+        )
+        .with_columns(
+            pl.concat_list(reasons).list.drop_nulls().cast(pl.List(REASON)).alias("_reasons")
+        )
+        .drop(typed.keys())
+        .rename({tmp: name for name, tmp in typed.items()})
+    )

@@ -1,0 +1,331 @@
+"""The warehouse on disk: the sessions dataset and the quarantine, and how an ingest commits.
+
+Layout of `<warehouse>/`:
+
+    sessions -> current/sessions     Hive-partitioned Parquet, `date=YYYY-MM-DD/*.parquet`
+    rejects  -> current/rejects      the quarantine, one Parquet file per ingest
+    current  -> .snapshots/<run>     the committed snapshot
+    .snapshots/<run>/                one snapshot per ingest; unchanged files are hard links
+    .staging/<run>/                  a running ingest's work; never read by anyone else
+
+An ingest builds a whole new snapshot beside the current one, then swaps the `current` link
+with one `rename`: a reader sees every file of an ingest or none, and a crash before the swap
+leaves the warehouse as it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pipeline.errors import WarehouseError
+from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
+
+SNAPSHOTS, STAGING, CURRENT = ".snapshots", ".staging", "current"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ingest's identity and scratch space."""
+
+    warehouse: Path
+    run_id: str
+    started: datetime
+
+    @property
+    def staging(self) -> Path:
+        return self.warehouse / STAGING / self.run_id
+
+    @property
+    def accepted(self) -> Path:
+        return self.staging / "accepted"
+
+    @property
+    def rejected(self) -> Path:
+        return self.staging / "rejected"
+
+    @property
+    def snapshot(self) -> Path:
+        return self.warehouse / SNAPSHOTS / self.run_id
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    sessions_new: int
+    sessions_updated: int
+    sessions_unchanged: int
+    rows_superseded: int
+    partitions_written: int
+
+
+def sessions_dir(warehouse: Path) -> Path:
+    return warehouse / "sessions"
+
+
+def rejects_dir(warehouse: Path) -> Path:
+    return warehouse / "rejects"
+
+
+@contextmanager
+def locked(warehouse: Path) -> Iterator[None]:
+    """Hold the warehouse's ingest lock. The OS releases it when the process dies, so a
+    crashed ingest never leaves it stuck."""
+    try:
+        warehouse.mkdir(parents=True, exist_ok=True)
+        handle = (warehouse / ".lock").open("a+")
+    except OSError as exc:
+        raise WarehouseError(f"cannot open the warehouse {warehouse}: {exc.strerror}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WarehouseError(
+                f"another ingest is running on {warehouse}; run again when it has finished"
+            ) from None
+        yield
+
+
+def start_run(warehouse: Path) -> Run:
+    """Prepare `warehouse` (creating it if new) and a staging folder for one ingest."""
+    now = datetime.now(UTC)
+    run = Run(warehouse, now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8], now)
+    try:
+        warehouse.mkdir(parents=True, exist_ok=True)
+        _clean_leftovers(warehouse)
+        run.accepted.mkdir(parents=True)
+        run.rejected.mkdir(parents=True)
+        for name in ("sessions", "rejects"):
+            link = warehouse / name
+            if not link.is_symlink():
+                if link.exists():
+                    raise WarehouseError(f"{link} exists and is not this warehouse's link")
+                link.symlink_to(Path(CURRENT) / name)
+    except OSError as exc:
+        raise WarehouseError(f"cannot prepare the warehouse {warehouse}: {exc}") from None
+    return run
+
+
+def abandon(run: Run) -> None:
+    """Remove what a failed or refused ingest wrote; the warehouse stays as it was."""
+    shutil.rmtree(run.staging, ignore_errors=True)
+    shutil.rmtree(run.snapshot, ignore_errors=True)
+
+
+def connect(run: Run) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for the merge: UTC, and spilling into the run's staging folder."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET temp_directory = '{_quote(run.staging / 'spill')}'")
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _content_hash_sql() -> str:
+    # Stable across versions (md5 of text), unlike an engine's internal row hash.
+    parts = []
+    for name in (*FIELD_NAMES, "extra_fields"):
+        value = f'epoch_us("{name}")' if name == "timestamp" else f'"{name}"'
+        parts.append(f"coalesce(CAST({value} AS VARCHAR), chr(0))")
+    return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
+
+
+def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
+    """Write the new snapshot's changed partitions from the staged accepted rows.
+
+    Within the run the latest delivery of a session wins (later file, then later record);
+    over the warehouse, a delivery replaces the stored session unless its content is equal.
+    """
+    stored = ", ".join(f'"{f.name}"' for f in STORED_FIELDS)
+    has_staged = any(run.accepted.glob("*.parquet"))
+    staged = (
+        f"read_parquet('{_quote(run.accepted)}/*.parquet')"
+        if has_staged
+        else "(SELECT * FROM staged_empty)"
+    )
+    if not has_staged:
+        con.execute(f"CREATE TEMP TABLE staged_empty AS SELECT {_empty_staged_columns()} LIMIT 0")
+    con.execute(f"""
+        CREATE TEMP TABLE delivered AS
+        SELECT *, coalesce(session_id, 'content:' || content_hash) AS session_key
+        FROM (SELECT *, {_content_hash_sql()} AS content_hash FROM {staged})
+    """)
+    con.execute(f"""
+        CREATE TEMP TABLE incoming AS
+        SELECT {stored}, CAST("timestamp" AS DATE) AS "{PARTITION_COLUMN}"
+        FROM delivered
+        QUALIFY row_number() OVER (
+            PARTITION BY session_key ORDER BY _file_seq DESC, _element DESC, _item DESC NULLS LAST
+        ) = 1
+    """)
+    (delivered,) = con.execute("SELECT count(*) FROM delivered").fetchone() or (0,)
+    current = _current_files(run.warehouse)
+    existing = (
+        f"""SELECT session_key, content_hash, "{PARTITION_COLUMN}" AS old_date
+            FROM read_parquet({_file_list(current)}, hive_partitioning = true)"""
+        if current
+        else "SELECT NULL::VARCHAR AS session_key, NULL::VARCHAR AS content_hash, "
+        "NULL::DATE AS old_date LIMIT 0"
+    )
+    con.execute(f"""
+        CREATE TEMP TABLE compared AS
+        SELECT i.session_key, i."{PARTITION_COLUMN}" AS new_date, e.old_date,
+               CASE WHEN e.session_key IS NULL THEN 'new'
+                    WHEN e.content_hash = i.content_hash THEN 'unchanged'
+                    ELSE 'updated' END AS outcome
+        FROM incoming i
+        LEFT JOIN ({existing}) e ON e.session_key = i.session_key
+    """)
+    counts = dict(con.execute("SELECT outcome, count(*) FROM compared GROUP BY ALL").fetchall())
+    affected = [
+        row[0]
+        for row in con.execute("""
+            SELECT DISTINCT d FROM (
+                SELECT new_date AS d FROM compared WHERE outcome <> 'unchanged'
+                UNION ALL SELECT old_date FROM compared WHERE outcome = 'updated')
+            ORDER BY d
+        """).fetchall()
+    ]
+    kept_from = [p for p in current if _partition_of(p) in {str(d) for d in affected}]
+    kept = (
+        f"""SELECT {stored}, "{PARTITION_COLUMN}"
+            FROM read_parquet({_file_list(kept_from)}, hive_partitioning = true)
+            WHERE session_key NOT IN (
+                SELECT session_key FROM compared WHERE outcome = 'updated')"""
+        if kept_from
+        else None
+    )
+    changed = f"""SELECT {stored}, "{PARTITION_COLUMN}" FROM incoming
+        WHERE session_key IN (SELECT session_key FROM compared WHERE outcome <> 'unchanged')"""
+    written = run.staging / "partitions"
+    if affected:
+        union = f"{kept} UNION ALL {changed}" if kept else changed
+        con.execute(f"""
+            COPY (SELECT * FROM ({union}) ORDER BY "{PARTITION_COLUMN}", "timestamp")
+            TO '{_quote(written)}'
+            (FORMAT parquet, PARTITION_BY ("{PARTITION_COLUMN}"), COMPRESSION zstd,
+             FILENAME_PATTERN 'part-{run.run_id}-{{i}}', WRITE_PARTITION_COLUMNS false)
+        """)
+    _build_snapshot(run, current, {str(d) for d in affected}, written)
+    unique = sum(counts.values())
+    return MergeResult(
+        sessions_new=counts.get("new", 0),
+        sessions_updated=counts.get("updated", 0),
+        sessions_unchanged=counts.get("unchanged", 0),
+        rows_superseded=delivered - unique,
+        partitions_written=len(affected),
+    )
+
+
+def _empty_staged_columns() -> str:
+    columns = [f'NULL::{_duck_type(f.arrow_type)} AS "{f.name}"' for f in SESSION_FIELDS]
+    columns += [
+        'NULL::VARCHAR AS "extra_fields"',
+        'NULL::VARCHAR AS "source_file"',
+        'NULL::TIMESTAMPTZ AS "ingested_at"',
+        "NULL::BIGINT AS _file_seq",
+        "NULL::BIGINT AS _element",
+        "NULL::BIGINT AS _item",
+    ]
+    return ", ".join(columns)
+
+
+def _duck_type(arrow_type: object) -> str:
+    return {
+        "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+        "string": "VARCHAR",
+        "int64": "BIGINT",
+        "double": "DOUBLE",
+        "bool": "BOOLEAN",
+    }[str(arrow_type)]
+
+
+def _file_list(files: list[Path]) -> str:
+    return "[" + ", ".join(f"'{_quote(p)}'" for p in files) + "]"
+
+
+def _partition_of(path: Path) -> str:
+    return path.parent.name.split("=", 1)[1]
+
+
+def current_snapshot(warehouse: Path) -> Path | None:
+    link = warehouse / CURRENT
+    return link.resolve() if link.is_symlink() else None
+
+
+def _current_files(warehouse: Path) -> list[Path]:
+    snapshot = current_snapshot(warehouse)
+    if snapshot is None:
+        return []
+    return sorted((snapshot / "sessions").glob(f"{PARTITION_COLUMN}=*/*.parquet"))
+
+
+def _build_snapshot(run: Run, current: list[Path], replaced: set[str], written: Path) -> None:
+    """The new snapshot: hard links to every file it keeps, and the partitions just written."""
+    sessions = run.snapshot / "sessions"
+    sessions.mkdir(parents=True)
+    (run.snapshot / "rejects").mkdir()
+    for path in current:
+        if _partition_of(path) not in replaced:
+            target = sessions / path.parent.name / path.name
+            target.parent.mkdir(exist_ok=True)
+            os.link(path, target)
+    if written.exists():
+        for partition in written.iterdir():
+            os.replace(partition, sessions / partition.name)
+    previous = current_snapshot(run.warehouse)
+    if previous is not None:
+        for path in (previous / "rejects").glob("*.parquet"):
+            os.link(path, run.snapshot / "rejects" / path.name)
+
+
+def add_rejects(run: Run, con: duckdb.DuckDBPyConnection) -> None:
+    """Put the run's quarantined rows into the new snapshot as one Parquet file."""
+    if not any(run.rejected.glob("*.parquet")):
+        return
+    target = run.snapshot / "rejects" / f"ingest-{run.run_id}.parquet"
+    con.execute(f"""
+        COPY (SELECT * FROM read_parquet('{_quote(run.rejected)}/*.parquet')
+              ORDER BY _file_seq, element, item NULLS FIRST)
+        TO '{_quote(target)}' (FORMAT parquet, COMPRESSION zstd)
+    """)
+
+
+def commit(run: Run) -> None:
+    """Make the run's snapshot the current one, in one atomic rename."""
+    link = run.warehouse / f".{CURRENT}.{run.run_id}"
+    link.symlink_to(Path(SNAPSHOTS) / run.run_id)
+    os.replace(link, run.warehouse / CURRENT)
+    shutil.rmtree(run.staging, ignore_errors=True)
+
+
+def _clean_leftovers(warehouse: Path) -> None:
+    """Remove what killed or finished runs left: staging folders, and snapshots older than
+    the current one and the one before it (a reader that listed its files may still read)."""
+    shutil.rmtree(warehouse / STAGING, ignore_errors=True)
+    snapshots = warehouse / SNAPSHOTS
+    if not snapshots.exists():
+        return
+    current = current_snapshot(warehouse)
+    names = sorted(p.name for p in snapshots.iterdir())
+    keep = {current.name} if current else set()
+    if current and current.name in names:
+        index = names.index(current.name)
+        keep.update(names[max(index - 1, 0) : index + 1])
+    for name in names:
+        if name not in keep:
+            shutil.rmtree(snapshots / name, ignore_errors=True)
+    for stray in warehouse.glob(f".{CURRENT}.*"):
+        stray.unlink(missing_ok=True)

@@ -1,0 +1,31 @@
+"""The session schema: one definition, from which the Arrow, polars and Pandera schemas derive."""
+
+from schemas.session import (
+    FIELD_NAMES,
+    LINEAGE_FIELDS,
+    PARTITION_COLUMN,
+    SESSION_FIELDS,
+    STORED_FIELDS,
+    Field,
+    Kind,
+    arrow_schema,
+    docs_table,
+    key_aliases,
+    pandera_schema,
+    polars_schema,
+)
+
+__all__ = [
+    "FIELD_NAMES",
+    "LINEAGE_FIELDS",
+    "PARTITION_COLUMN",
+    "SESSION_FIELDS",
+    "STORED_FIELDS",
+    "Field",
+    "Kind",
+    "arrow_schema",
+    "docs_table",
+    "key_aliases",
+    "pandera_schema",
+    "polars_schema",
+]

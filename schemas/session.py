@@ -1,0 +1,187 @@
+"""The one definition of a stored session: its fields, and everything derived from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+import pyarrow
+
+
+class Kind(Enum):
+    """The logical type of a field; each maps to one Arrow and one polars type."""
+
+    TIMESTAMP = "timestamp"
+    STRING = "string"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+
+
+_ARROW: dict[Kind, pyarrow.DataType] = {
+    Kind.TIMESTAMP: pyarrow.timestamp("us", tz="UTC"),
+    Kind.STRING: pyarrow.string(),
+    Kind.INT: pyarrow.int64(),
+    Kind.FLOAT: pyarrow.float64(),
+    Kind.BOOL: pyarrow.bool_(),
+}
+
+_POLARS: dict[Kind, pl.DataType] = {
+    Kind.TIMESTAMP: pl.Datetime("us", "UTC"),
+    Kind.STRING: pl.String(),
+    Kind.INT: pl.Int64(),
+    Kind.FLOAT: pl.Float64(),
+    Kind.BOOL: pl.Boolean(),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of the sessions dataset."""
+
+    name: str
+    kind: Kind
+    description: str
+    nullable: bool = True
+
+    @property
+    def camel(self) -> str:
+        """The key as the TypeScript SDK spells it (`session_id` -> `sessionId`)."""
+        head, *rest = self.name.split("_")
+        return head + "".join(part.capitalize() for part in rest)
+
+    @property
+    def arrow_type(self) -> pyarrow.DataType:
+        return _ARROW[self.kind]
+
+    @property
+    def polars_type(self) -> pl.DataType:
+        return _POLARS[self.kind]
+
+
+def _f(name: str, kind: Kind, description: str, *, nullable: bool = True) -> Field:
+    return Field(name, kind, description, nullable)
+
+
+S, INT, F, B = Kind.STRING, Kind.INT, Kind.FLOAT, Kind.BOOL
+
+# The fields of the Syllable API's Session model, in the API's order.
+SESSION_FIELDS: tuple[Field, ...] = (
+    _f("timestamp", Kind.TIMESTAMP, "When the session started, in UTC", nullable=False),
+    _f("session_id", S, "Internal ID of the session; the key of the dataset"),
+    _f("conversation_id", S, "ID of the conversation the session is part of"),
+    _f("channel_manager_service", S, "Service that carried the session (e.g. hedy, console)"),
+    _f("channel_manager_type", S, "Type of that service (e.g. voice_twilio_v1, voice_sip_v1)"),
+    _f("channel_manager_sid", S, "The channel manager's own ID of the session"),
+    _f("agent_id", S, "ID of the agent"),
+    _f("agent_name", S, "Name of the agent at the time of the session"),
+    _f("agent_type", S, "Type of the agent"),
+    _f("agent_timezone", S, "IANA timezone of the agent (e.g. America/Chicago)"),
+    _f("prompt_id", S, "ID of the agent's prompt"),
+    _f("prompt_name", S, "Name of the agent's prompt"),
+    _f("prompt_version", S, "Legacy prompt version (a timestamp, kept as text)"),
+    _f("prompt_version_number", INT, "Version number of the prompt"),
+    _f("experiment_id", S, "ID of the experiment the session took part in"),
+    _f("experiment_variant_id", S, "ID of the experiment variant"),
+    _f("experiment_variant", S, "Name of the experiment variant"),
+    _f("experiment_variant_is_control", B, "Whether the variant is the control"),
+    _f("duration", F, "Duration of the session in seconds"),
+    _f("session_label_id", S, "ID of the quality label of the session"),
+    _f("source", S, "Caller identity: phone number, username or e-mail"),
+    _f("target", S, "Channel target of the agent at the time of the session"),
+    _f("is_legacy", B, "Whether the session ran on the legacy system"),
+    _f("is_test", B, "Whether the session is a test session"),
+    _f("is_outbound", B, "Whether the agent placed the call"),
+    _f("user_terminated", B, "Whether the user ended the session"),
+    _f("transfer_voicemail_detected", B, "Whether a transfer reached a voicemail"),
+    _f("override_timestamp", S, "Override of the timestamp, as the API gives it (text)"),
+)
+
+# Columns the warehouse adds to every stored session.
+LINEAGE_FIELDS: tuple[Field, ...] = (
+    _f("extra_fields", S, "Fields the schema does not know, as a JSON object (null when none)"),
+    _f("session_key", S, "session_id, or 'content:' + a hash of the record", nullable=False),
+    _f(
+        "content_hash",
+        S,
+        "MD5 of the stored content; tells an update from a repeat",
+        nullable=False,
+    ),
+    _f("source_file", S, "The export file this version of the session came from", nullable=False),
+    _f("ingested_at", Kind.TIMESTAMP, "When that ingest ran, UTC", nullable=False),
+)
+
+STORED_FIELDS: tuple[Field, ...] = SESSION_FIELDS + LINEAGE_FIELDS
+
+# The Hive partition column: the UTC date of `timestamp`, as the folder `date=YYYY-MM-DD`.
+PARTITION_COLUMN = "date"
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in SESSION_FIELDS)
+
+
+def key_aliases() -> dict[str, str]:
+    """Every accepted spelling of a key (snake_case and camelCase) -> the column name."""
+    aliases: dict[str, str] = {}
+    for field in SESSION_FIELDS:
+        aliases[field.name] = field.name
+        aliases[field.camel] = field.name
+    return aliases
+
+
+def arrow_schema() -> pyarrow.Schema:
+    """The Arrow schema of the Parquet files under `<warehouse>/sessions/`."""
+    return pyarrow.schema(
+        [pyarrow.field(f.name, f.arrow_type, nullable=f.nullable) for f in STORED_FIELDS]
+    )
+
+
+def polars_schema(fields: tuple[Field, ...] = SESSION_FIELDS) -> pl.Schema:
+    return pl.Schema({f.name: f.polars_type for f in fields})
+
+
+def _finite(data: Any) -> pl.LazyFrame:
+    column = pl.col(data.key)
+    frame: pl.LazyFrame = data.lazyframe
+    return frame.select(column.is_null() | column.is_finite())
+
+
+# Value rules beyond type and nullability. They live in the schema so that pandera itself
+# rejects a bad value; the transform only parses text into types.
+_CHECKS: dict[str, list[pa.Check]] = {
+    "duration": [
+        pa.Check.ge(0),
+        pa.Check(_finite, name="not_finite"),
+    ],
+}
+
+
+def pandera_schema() -> pa.DataFrameSchema:
+    """The Pandera schema every batch of parsed sessions is validated against."""
+    return pa.DataFrameSchema(
+        {
+            f.name: pa.Column(
+                f.polars_type,
+                nullable=f.nullable,
+                checks=_CHECKS.get(f.name, []),
+                description=f.description,
+            )
+            for f in SESSION_FIELDS
+        },
+        strict=True,
+        ordered=True,
+        coerce=False,
+        name="session",
+    )
+
+
+def docs_table() -> str:
+    """The Markdown table of the stored columns, as the README shows it."""
+    rows = ["| column | type | null | camelCase key | description |", "|---|---|---|---|---|"]
+    for f in STORED_FIELDS:
+        camel = f"`{f.camel}`" if f in SESSION_FIELDS else ""
+        null = "yes" if f.nullable else "no"
+        rows.append(f"| `{f.name}` | {f.kind.value} | {null} | {camel} | {f.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,125 @@
+"""The installed `sessions` command, run as a batch job would run it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ndjson, run_cli, session, tree
+
+Write = Callable[[str, bytes], Path]
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        ([], ["ingest", "generate"]),
+        (
+            ["ingest"],
+            ["--warehouse", "--json", "--max-reject-rate", "--naive-timezone", "Exit codes"],
+        ),
+        (["generate"], ["--sessions", "--seed"]),
+    ],
+)
+def test_help_explains_each_command(args: list[str], mentions: list[str]) -> None:
+    result = run_cli(*args, "--help")
+    assert result.returncode == 0, result.stderr
+    for word in mentions:
+        assert word in result.stdout
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and "sessions" in result.stdout
+
+
+def test_ingest_json_report_adds_up(write: Write, wh: Path) -> None:
+    good = write("good.ndjson", ndjson([session(n) for n in range(10)]))
+    mixed = write("mixed.ndjson", ndjson([session(20), session(21, duration=-1), "{broken"]))
+    result = run_cli("ingest", good, mixed, "--warehouse", wh, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["rows_read"], report["rows_accepted"], report["rows_rejected"]) == (13, 11, 2)
+    assert report["rows_read"] == report["rows_accepted"] + report["rows_rejected"]
+    assert [(f["path"], f["rows_read"], f["rows_rejected"]) for f in report["per_file"]] == [
+        (str(good), 10, 0),
+        (str(mixed), 3, 2),
+    ]
+    assert report["rejected_by_reason"] == {"duration: negative": 1, "record: invalid_json": 1}
+    assert report["committed"] is True
+
+
+def test_text_report_says_what_was_done(write: Write, wh: Path) -> None:
+    result = run_cli("ingest", write("a.ndjson", ndjson([session(1)])), "-w", wh)
+    assert result.returncode == 0
+    assert "rows read" in result.stdout and "new 1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code", "message"),
+    [
+        ("missing.ndjson", None, 2, "no such file or folder"),
+        ("cut.ndjson.gz", gzip.compress(ndjson([session(1)] * 100))[:40], 2, "truncated gzip"),
+        ("notes.txt", b"just some words\n", 2, "neither JSON nor CSV"),
+    ],
+)
+def test_unreadable_input_is_one_line_and_a_nonzero_exit(
+    name: str,
+    content: bytes | None,
+    code: int,
+    message: str,
+    tmp_path: Path,
+    wh: Path,
+    write: Write,
+) -> None:
+    run_cli("ingest", write("first.ndjson", ndjson([session(1)])), "-w", wh)
+    before = tree(wh)
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    result = run_cli("ingest", write("more.ndjson", ndjson([session(2)])), path, "-w", wh)
+    assert result.returncode == code
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {path}") and message in result.stderr
+    assert tree(wh) == before
+
+
+def test_max_reject_rate_fails_the_job_and_commits_nothing(write: Write, wh: Path) -> None:
+    path = write("bad.ndjson", ndjson([session(1), "nope", "nope"]))
+    result = run_cli("ingest", path, "-w", wh, "--max-reject-rate", "0.5", "--json")
+    assert result.returncode == 4
+    assert "more than --max-reject-rate" in result.stderr
+    assert json.loads(result.stdout)["committed"] is False
+    assert not list((wh / "sessions").glob("*/*.parquet"))
+    assert run_cli("ingest", path, "-w", wh, "--max-reject-rate", "0.7").returncode == 0
+
+
+def test_an_unknown_naive_timezone_is_an_error(write: Write, wh: Path) -> None:
+    result = run_cli(
+        "ingest", write("a.ndjson", ndjson([session(1)])), "-w", wh, "--naive-timezone", "Mars/Base"
+    )
+    assert result.returncode == 2 and "not an IANA timezone" in result.stderr
+
+
+def test_the_default_warehouse_is_data_warehouse(write: Write, tmp_path: Path) -> None:
+    result = run_cli("ingest", write("a.ndjson", ndjson([session(1)])), "--quiet", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout == ""
+    assert list((tmp_path / "data" / "warehouse" / "sessions").glob("*/*.parquet"))
+
+
+def test_generate_is_deterministic_by_seed(tmp_path: Path) -> None:
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        assert (
+            run_cli("generate", tmp_path / name, "--sessions", "500", "--seed", seed).returncode
+            == 0
+        )
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    assert tree(tmp_path / "a") != tree(tmp_path / "c")

@@ -1,0 +1,110 @@
+"""Shared helpers: write export files, run the real CLI, read the warehouse back."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+SESSIONS = Path(sys.executable).parent / "sessions"
+
+
+def session(n: int, **overrides: Any) -> dict[str, Any]:
+    """A valid session record as the API lists it."""
+    record: dict[str, Any] = {
+        "timestamp": f"2026-10-{1 + n % 28:02d}T12:{n % 60:02d}:00Z",
+        "session_id": f"s{n}",
+        "agent_id": f"agent-{n % 3}",
+        "agent_name": f"Agent {n % 3}",
+        "agent_timezone": "America/Chicago",
+        "channel_manager_service": "twilio",
+        "channel_manager_type": "voice_twilio_v1",
+        "prompt_id": "p1",
+        "prompt_version_number": 1 + n % 2,
+        "duration": 10.0 + n,
+        "is_test": False,
+    }
+    record.update(overrides)
+    return record
+
+
+def ndjson(records: Sequence[dict[str, Any] | str]) -> bytes:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, bytes | str], Path]:
+    """Write an export file under tmp_path/exports; `.gz` names are gzipped."""
+
+    def _write(name: str, content: bytes | str) -> Path:
+        data = content.encode() if isinstance(content, str) else content
+        path = tmp_path / "exports" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse"
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `sessions` console script."""
+    return subprocess.run(
+        [str(SESSIONS), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+
+
+def stored(warehouse: Path, where: str = "true") -> list[dict[str, Any]]:
+    """The sessions in the warehouse, read with DuckDB straight from the Parquet folder."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    files = list((warehouse / "sessions").glob("*/*.parquet"))
+    if not files:
+        return []
+    rel = con.sql(
+        f"SELECT * FROM read_parquet('{warehouse}/sessions/**/*.parquet', hive_partitioning=true)"
+        f" WHERE {where} ORDER BY session_key"
+    )
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+def rejects(warehouse: Path) -> list[dict[str, Any]]:
+    con = duckdb.connect()
+    if not list((warehouse / "rejects").glob("*.parquet")):
+        return []
+    rel = con.sql(
+        f"SELECT * FROM read_parquet('{warehouse}/rejects/*.parquet') ORDER BY source_file, element"
+    )
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file and link below `path`, with its content or target: the warehouse's state."""
+    if not path.exists():
+        return {}
+    state = {}
+    for p in sorted(path.rglob("*")):
+        name = str(p.relative_to(path))
+        if p.is_symlink():
+            state[name] = f"-> {os.readlink(p)}".encode()
+        elif p.is_file() and p.name != ".lock":
+            state[name] = p.read_bytes()
+    return state

@@ -1,0 +1,172 @@
+"""What real exports hold, each with its decided outcome (see README, "Validation rules")."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.ingest import ingest
+from tests.conftest import ndjson, rejects, session, stored, tree
+
+Write = Callable[[str, bytes], Path]
+
+
+def reasons(warehouse: Path) -> list[str]:
+    return [r["reason"] for r in rejects(warehouse)]
+
+
+def test_zero_byte_file_is_zero_rows_and_a_warning(write: Write, wh: Path) -> None:
+    report = ingest([str(write("empty.ndjson", b""))], wh)
+    assert (report.rows_read, report.rows_rejected, report.committed) == (0, 0, True)
+    assert report.warnings == [f"{wh.parent}/exports/empty.ndjson: the file is empty"]
+
+
+def test_nan_and_infinity_tokens_are_rejected_as_not_finite(write: Write, wh: Path) -> None:
+    text = ndjson([session(1)]).decode()
+    lines = [
+        text.replace('"duration": 11.0', '"duration": NaN'),
+        text.replace('"duration": 11.0', '"duration": Infinity').replace('"s1"', '"s2"'),
+        text.replace('"duration": 11.0', '"duration": -Infinity').replace('"s1"', '"s3"'),
+        text.replace('"duration": 11.0', '"duration": 1e400').replace('"s1"', '"s4"'),
+    ]
+    report = ingest([str(write("nan.ndjson", "".join(lines).encode()))], wh)
+    assert report.rows_rejected == 4
+    # -Infinity breaks two rules; a row lists every rule it breaks.
+    assert report.rejected_by_reason == {"duration: not_finite": 4, "duration: negative": 1}
+    assert stored(wh) == []
+
+
+def test_integers_beyond_64_bits(write: Write, wh: Path) -> None:
+    big = 2**70
+    records = [
+        session(1, prompt_version_number=big),
+        session(2, duration=big),  # a float field takes it: finite
+        session(3, session_id=big),  # a string field keeps its digits
+    ]
+    report = ingest([str(write("big.ndjson", ndjson(records)))], wh)
+    assert report.rejected_by_reason == {"prompt_version_number: not_an_integer": 1}
+    rows = {r["session_id"]: r for r in stored(wh)}
+    assert rows["s2"]["duration"] == float(big)
+    assert str(big) in rows
+
+
+def test_invalid_utf8_in_one_line_rejects_that_line_only(write: Write, wh: Path) -> None:
+    good = ndjson([session(1), session(3)]).splitlines()
+    bad = json.dumps(session(2, agent_name="X")).encode().replace(b'"X"', b'"\xff\xfe"')
+    report = ingest([str(write("utf8.ndjson", b"\n".join([good[0], bad, good[1]])))], wh)
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (3, 2, 1)
+    (reject,) = rejects(wh)
+    assert reject["line"] == 2 and reject["reason"] == "record: invalid_utf8"
+    assert "\\xFF\\xFE" in reject["record"]  # kept, with the bad bytes escaped
+
+
+def test_a_field_that_first_appears_late_is_kept(write: Write, wh: Path) -> None:
+    records = [session(n) for n in range(40_000)]
+    records[-1] = session(39_999, experiment_id="exp-late", is_outbound=True, brand_new="x")
+    report = ingest([str(write("late.ndjson", ndjson(records)))], wh)
+    assert report.rows_accepted == 40_000
+    assert report.unknown_fields == ["brand_new"]
+    (row,) = stored(wh, "session_id = 's39999'")
+    assert (row["experiment_id"], row["is_outbound"]) == ("exp-late", True)
+    assert json.loads(row["extra_fields"]) == {"brand_new": "x"}
+
+
+def test_a_bad_line_in_the_middle_keeps_every_line_after_it(write: Write, wh: Path) -> None:
+    records: list = [session(n) for n in range(1000)]
+    records[500] = '{"timestamp": "2026-10-01T00:00:00Z", "session_id": "cut'
+    report = ingest([str(write("mid.ndjson", ndjson(records)))], wh)
+    assert (report.rows_accepted, report.rows_rejected) == (999, 1)
+    assert rejects(wh)[0]["line"] == 501
+    assert {r["session_id"] for r in stored(wh)} == {f"s{n}" for n in range(1000)} - {"s500"}
+
+
+def test_the_same_key_twice_in_one_object_is_rejected(write: Write, wh: Path) -> None:
+    line = json.dumps(session(1))[:-1] + ', "duration": 99}'
+    camel_and_snake = json.dumps(session(2) | {"sessionId": "other"})
+    report = ingest([str(write("dup.ndjson", ndjson([line, camel_and_snake, session(3)])))], wh)
+    assert report.rejected_by_reason == {
+        "duration: duplicate_key": 1,
+        "session_id: duplicate_key": 1,
+    }
+    assert [r["session_id"] for r in stored(wh)] == ["s3"]
+
+
+def test_a_page_whose_items_disagree_with_its_counts_is_a_warning(write: Write, wh: Path) -> None:
+    page = {"items": [session(1), session(2)], "page": 0, "page_size": 25, "total_count": 90}
+    report = ingest([str(write("page.json", json.dumps(page).encode()))], wh)
+    assert report.rows_accepted == 2
+    assert len(report.warnings) == 1
+    assert "page 0 has 2 items; page_size 25 and total_count 90 say 25" in report.warnings[0]
+
+
+def test_blank_lines_are_not_rows(write: Write, wh: Path) -> None:
+    content = b"\n\n" + ndjson([session(1)]) + b"   \n\r\n\t\n" + ndjson([session(2)]) + b"\n\n"
+    report = ingest([str(write("blank.ndjson", content))], wh)
+    assert (report.rows_read, report.rows_accepted) == (2, 2)
+
+
+def test_values_that_are_not_objects_are_rejected_with_what_they_are(
+    write: Write, wh: Path
+) -> None:
+    content = json.dumps([session(1), 42, "text", None, [1], True]).encode()
+    report = ingest([str(write("mixed.json", content))], wh)
+    assert report.rows_read == 6
+    assert [(r["element"], r["reason"]) for r in rejects(wh)] == [
+        (2, "record: not_an_object (a number)"),
+        (3, "record: not_an_object (a string)"),
+        (4, "record: not_an_object (null)"),
+        (5, "record: not_an_object (an array)"),
+        (6, "record: not_an_object (a boolean)"),
+    ]
+
+
+def test_csv_rows_with_the_wrong_number_of_fields(write: Write, wh: Path) -> None:
+    content = (
+        "timestamp,session_id,duration\n"
+        "2026-10-01T00:00:00Z,a,1\n"
+        '2026-10-01T00:00:00Z,"b, with ""quotes""\nand a newline",2\n'
+        "2026-10-01T00:00:00Z,c,3,surplus\n"
+        "2026-10-01T00:00:00Z,d\n"
+        "2026-10-01T00:00:00Z,e,5\n"
+    )
+    report = ingest([str(write("ragged.csv", content.encode()))], wh)
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (5, 3, 2)
+    assert [(r["line"], r["reason"]) for r in rejects(wh)] == [
+        (5, "record: csv_field_count (4 fields, the header has 3)"),
+        (6, "record: csv_field_count (2 fields, the header has 3)"),
+    ]
+    assert 'b, with "quotes"\nand a newline' in [r["session_id"] for r in stored(wh)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("notes.txt", b"hello, world\nthis is not an export\n", "neither JSON nor CSV"),
+        ("binary.bin", bytes(range(256)), "neither JSON nor CSV"),
+        ("cut.json.gz", gzip.compress(ndjson([session(1)] * 50))[:-30], "gzip"),
+        ("cut.json", b'[{"session_id": "a"}, {"session_id": ', "Malformed JSON"),
+    ],
+    ids=["text", "binary", "truncated-gzip", "truncated-json-array"],
+)
+def test_unreadable_input_fails_and_leaves_the_warehouse_as_it_was(
+    name: str, content: bytes, problem: str, tmp_path: Path, wh: Path, write: Write
+) -> None:
+    ingest([str(write("good.ndjson", ndjson([session(1)])))], wh)
+    before = tree(wh)
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        ingest([str(write("more.ndjson", ndjson([session(2)]))), str(bad)], wh)
+    assert str(bad) in str(caught.value) and problem in str(caught.value)
+    assert tree(wh) == before
+
+
+def test_a_missing_file_is_an_error(tmp_path: Path, wh: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        ingest([str(tmp_path / "nope.ndjson")], wh)
+    assert not (wh / "sessions").exists()

@@ -1,0 +1,108 @@
+"""The sessions dataset: one current row per session, the latest delivery winning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.dataset as ds
+
+from pipeline.ingest import ingest
+from schemas import arrow_schema
+from tests.conftest import ndjson, session, stored
+
+Write = Callable[[str, bytes], Path]
+
+
+def durations(wh: Path) -> dict[str, float]:
+    return {r["session_id"]: r["duration"] for r in stored(wh)}
+
+
+def test_a_later_file_wins_over_an_earlier_one(write: Write, wh: Path) -> None:
+    first = write("a.ndjson", ndjson([session(1, duration=None), session(2)]))
+    second = write("b.ndjson", ndjson([session(1, duration=42.0)]))
+    report = ingest([str(first), str(second)], wh)
+    assert durations(wh) == {"s1": 42.0, "s2": 12.0}
+    assert (report.sessions_new, report.rows_superseded) == (2, 1)
+    # The order given decides, not the names.
+    ingest([str(second), str(first)], tmp := wh.parent / "other")
+    assert durations(tmp)["s1"] is None
+
+
+def test_a_later_line_wins_within_a_file(write: Write, wh: Path) -> None:
+    path = write("a.ndjson", ndjson([session(1, duration=1.0), session(1, duration=2.0)]))
+    ingest([str(path)], wh)
+    assert durations(wh) == {"s1": 2.0}
+
+
+def test_a_later_ingest_updates_and_counts_unchanged(write: Write, wh: Path) -> None:
+    ingest([str(write("a.ndjson", ndjson([session(1, duration=None), session(2)])))], wh)
+    report = ingest(
+        [str(write("b.ndjson", ndjson([session(1, duration=5.0), session(2), session(3)])))], wh
+    )
+    assert (report.sessions_new, report.sessions_updated, report.sessions_unchanged) == (1, 1, 1)
+    assert durations(wh) == {"s1": 5.0, "s2": 12.0, "s3": 13.0}
+
+
+def test_a_session_whose_date_changes_moves_partition(write: Write, wh: Path) -> None:
+    ingest([str(write("a.ndjson", ndjson([session(1, timestamp="2026-10-01T23:59:00Z")])))], wh)
+    moved = session(1, timestamp="2026-10-02T00:01:00Z")
+    ingest([str(write("b.ndjson", ndjson([moved])))], wh)
+    rows = stored(wh)
+    assert [(r["session_id"], str(r["date"])) for r in rows] == [("s1", "2026-10-02")]
+    assert sorted(p.name for p in (wh / "sessions").iterdir()) == ["date=2026-10-02"]
+
+
+def test_sessions_without_an_id_are_keyed_by_content(write: Write, wh: Path) -> None:
+    anonymous = session(1, session_id=None)
+    path = write("a.ndjson", ndjson([anonymous, anonymous, session(2, session_id=None)]))
+    report = ingest([str(path)], wh)
+    assert (report.sessions_new, report.rows_superseded) == (2, 1)
+    keys = [r["session_key"] for r in stored(wh)]
+    assert all(k.startswith("content:") for k in keys) and len(set(keys)) == 2
+    # The same content in another format, in another run, is the same session.
+    csv = "timestamp,agent_id,duration\n"  # a different record: a new session
+    report = ingest(
+        [str(write("b.ndjson", ndjson([anonymous]))), str(write("c.csv", csv.encode()))], wh
+    )
+    assert report.sessions_unchanged == 1
+
+
+def test_every_parquet_reader_sees_exactly_the_current_sessions(write: Write, wh: Path) -> None:
+    ingest([str(write("a.ndjson", ndjson([session(n) for n in range(100)])))], wh)
+    ingest([str(write("b.ndjson", ndjson([session(n, duration=1.0) for n in range(50, 150)])))], wh)
+    folder = wh / "sessions"
+    (by_duckdb,) = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT session_id) FROM read_parquet('{folder}/**/*.parquet')"
+    ).fetchall()
+    by_polars = pl.scan_parquet(folder, hive_partitioning=True).select(pl.len()).collect().item()
+    by_pyarrow = ds.dataset(folder, partitioning="hive").count_rows()
+    assert by_duckdb == (150, 150) and by_polars == 150 and by_pyarrow == 150
+    # One file per date partition, nothing else in the folder.
+    for partition in folder.iterdir():
+        assert partition.name.startswith("date=")
+        assert [p.suffix for p in partition.iterdir()] == [".parquet"]
+
+
+def test_the_stored_files_have_the_schema(write: Write, wh: Path) -> None:
+    ingest([str(write("a.ndjson", ndjson([session(1)])))], wh)
+    (path,) = (wh / "sessions").glob("*/*.parquet")
+    written = ds.dataset(path).schema
+    # Names and types as the schema says; nullability is enforced by validation.
+    assert [(f.name, f.type) for f in written] == [(f.name, f.type) for f in arrow_schema()]
+
+
+def test_rejects_are_kept_with_source_position_record_and_reasons(write: Write, wh: Path) -> None:
+    bad = session(7, duration=-3, is_test="maybe")
+    path = write("a.ndjson", ndjson([session(1), bad]))
+    ingest([str(path)], wh)
+    table = ds.dataset(wh / "rejects").to_table().to_pylist()
+    (row,) = table
+    assert row["source_file"] == str(path) and row["line"] == 2 and row["position"] == "line 2"
+    assert '"duration": -3' in row["record"]
+    assert {(r["field"], r["rule"]) for r in row["reasons"]} == {
+        ("duration", "negative"),
+        ("is_test", "not_a_boolean"),
+    }
