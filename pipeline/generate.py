@@ -199,7 +199,8 @@ def write_exports(out_dir: Path, count: int, seed: int) -> list[Path]:
     written.append(path)
 
     path = out_dir / "07_with_problems.ndjson"
-    path.write_text(_with_problems(as_text(data.tail(8))))
+    plain = data.filter(pl.col("duration").is_not_null() & ~pl.col("is_test"))
+    path.write_text(_with_problems(as_text(plain.tail(8))))
     written.append(path)
     return written
 

@@ -93,11 +93,14 @@ def sniff(path: Path) -> Source:
 def _looks_like_ndjson(text: bytes) -> bool:
     """Whether a text starting with `{` holds one object per line.
 
-    A pretty-printed document (an API page saved as it came) never has a whole object on an
-    unindented line, and NDJSON always does, unless its first lines are all broken.
+    NDJSON has a whole object on a line of its own, unless its first lines are all broken; a
+    pretty-printed document (an API page saved as it came) never does, and opens with a line
+    that only starts it: `{`, or `{"items": [`.
     """
-    lines = text.split(b"\n", 100)[:100]
-    return any(line[:1] == b"{" and _is_json(line) for line in lines)
+    lines = [line for line in text.split(b"\n", 100)[:100] if line.strip()]
+    if any(line[:1] == b"{" and _is_json(line) for line in lines):
+        return True
+    return not lines[0].rstrip().endswith((b"{", b"["))
 
 
 def _is_json(line: bytes) -> bool:

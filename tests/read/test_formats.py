@@ -110,10 +110,21 @@ def test_every_format_gives_the_same_sessions(
         (json.dumps(RECORDS).encode(), Format.JSON_ARRAY),
         (json.dumps(api_page(RECORDS), indent=2).encode(), Format.JSON_OBJECT),
         (as_csv(RECORDS).encode(), Format.CSV),
+        (b'{"session_id": "s0", \n' + ndjson(RECORDS), Format.NDJSON),  # a broken first line
+        (b'{"session_id": "s0", ', Format.NDJSON),  # one broken line is a bad row, not a file
         (b"", Format.EMPTY),
         (b"\n\n  \n", Format.EMPTY),
     ],
-    ids=["ndjson", "array", "page", "csv", "empty", "blank"],
+    ids=[
+        "ndjson",
+        "array",
+        "page",
+        "csv",
+        "ndjson-broken-first",
+        "one-broken-line",
+        "empty",
+        "blank",
+    ],
 )
 def test_format_is_told_from_content_not_name(
     content: bytes, fmt: Format, write: Callable[[str, bytes], Path]
