@@ -77,7 +77,8 @@ def ingest(
             report.sessions_new = merged.sessions_new
             report.sessions_updated = merged.sessions_updated
             report.sessions_unchanged = merged.sessions_unchanged
-            report.rows_superseded = merged.rows_superseded
+            stored = merged.sessions_new + merged.sessions_updated + merged.sessions_unchanged
+            report.rows_superseded = report.rows_accepted - stored
             report.partitions_written = merged.partitions_written
             if max_reject_rate is not None and report.reject_rate > max_reject_rate:
                 raise RejectRateExceeded(

@@ -31,6 +31,7 @@ from pipeline.errors import WarehouseError
 from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
 SNAPSHOTS, STAGING, CURRENT = ".snapshots", ".staging", "current"
+MEMORY_LIMIT = "1GB"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ class MergeResult:
     sessions_new: int
     sessions_updated: int
     sessions_unchanged: int
-    rows_superseded: int
     partitions_written: int
 
 
@@ -126,6 +126,8 @@ def connect(run: Run) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET temp_directory = '{_quote(run.staging / 'spill')}'")
     con.execute("SET preserve_insertion_order = false")
+    # Bounded memory whatever the size of the ingest: DuckDB spills past this.
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     return con
 
 
@@ -158,19 +160,16 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     if not has_staged:
         con.execute(f"CREATE TEMP TABLE staged_empty AS SELECT {_empty_staged_columns()} LIMIT 0")
     con.execute(f"""
-        CREATE TEMP TABLE delivered AS
-        SELECT *, coalesce(session_id, 'content:' || content_hash) AS session_key
-        FROM (SELECT *, {_content_hash_sql()} AS content_hash FROM {staged})
-    """)
-    con.execute(f"""
         CREATE TEMP TABLE incoming AS
         SELECT {stored}, CAST("timestamp" AS DATE) AS "{PARTITION_COLUMN}"
-        FROM delivered
+        FROM (
+            SELECT *, coalesce(session_id, 'content:' || content_hash) AS session_key
+            FROM (SELECT *, {_content_hash_sql()} AS content_hash FROM {staged})
+        )
         QUALIFY row_number() OVER (
             PARTITION BY session_key ORDER BY _file_seq DESC, _element DESC, _item DESC NULLS LAST
         ) = 1
     """)
-    (delivered,) = con.execute("SELECT count(*) FROM delivered").fetchone() or (0,)
     current = _current_files(run.warehouse)
     existing = (
         f"""SELECT session_key, content_hash, "{PARTITION_COLUMN}" AS old_date
@@ -219,12 +218,10 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
              FILENAME_PATTERN 'part-{run.run_id}-{{i}}', WRITE_PARTITION_COLUMNS false)
         """)
     _build_snapshot(run, current, {str(d) for d in affected}, written)
-    unique = sum(counts.values())
     return MergeResult(
         sessions_new=counts.get("new", 0),
         sessions_updated=counts.get("updated", 0),
         sessions_unchanged=counts.get("unchanged", 0),
-        rows_superseded=delivered - unique,
         partitions_written=len(affected),
     )
 

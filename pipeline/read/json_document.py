@@ -18,8 +18,8 @@ from pipeline.read import json_records
 from pipeline.read.source import Format, Source
 
 BATCH_ROWS = 50_000
-# One element (a session, or a whole page) may be this large.
-MAX_ELEMENT_BYTES = 1 << 30
+# One element (a session, or a whole page) may be this large; DuckDB reserves twice this.
+MAX_ELEMENT_BYTES = 128 << 20
 
 # DuckDB's reader streams the elements of a top-level array; a top-level object is one element.
 _ELEMENTS_SQL = """

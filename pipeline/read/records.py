@@ -20,6 +20,17 @@ _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 13, 32]] = True
 
 
+def _non_blank(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Which records hold more than whitespace. Almost every record starts with a
+    non-blank byte; only the others are scanned whole."""
+    keep: np.ndarray = ~_WHITESPACE[arr[starts]]
+    if not keep.all():
+        # Records are contiguous and never empty, so `reduceat` over their starts sees each.
+        any_text = np.logical_or.reduceat(~_WHITESPACE[arr[: ends[-1]]], starts)
+        keep |= any_text
+    return keep
+
+
 @dataclass(frozen=True)
 class Records:
     """Non-blank records of one chunk: their bytes (line end included) and first line number."""
@@ -51,8 +62,8 @@ def iter_records(
         if quoted:
             # A newline ends a record when the quotes before it are balanced; `""` escapes
             # keep the parity, so counting is enough.
-            quotes_before = np.cumsum(arr == _QUOTE)[newlines]
-            ends = newlines[quotes_before % 2 == 0]
+            quotes = np.flatnonzero(arr == _QUOTE)
+            ends = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
         ends = ends + 1  # exclusive ends, the newline kept inside the record
         if at_end and (len(ends) == 0 or ends[-1] < len(buf)):
             ends = np.append(ends, len(buf))
@@ -61,8 +72,7 @@ def iter_records(
             continue
         starts = np.concatenate(([0], ends[:-1]))
         lines = first_line + np.searchsorted(newlines, starts)
-        non_blank = np.concatenate(([0], np.cumsum(~_WHITESPACE[arr])))
-        keep = (non_blank[ends] - non_blank[starts]) > 0
+        keep = _non_blank(arr, starts, ends)
         consumed = int(ends[-1])
         offsets = pa.py_buffer(np.concatenate((starts, [consumed])).astype(np.int64))
         data = pa.LargeBinaryArray.from_buffers(
