@@ -17,12 +17,21 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
+# A DuckDB 1.0 client, to prove the warehouse database opens in the oldest 1.x release.
+DUCKDB1 := $(VENV)/duckdb1
+$(DUCKDB1)/.installed: requirements-duckdb1.lock | $(STAMP)
+	$(PYTHON) -m venv $(DUCKDB1)
+	$(DUCKDB1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-duckdb1.lock
+	@touch $@
+
 setup: $(STAMP) ## Create .venv with the pinned dependencies and install the project
 
-run: $(STAMP) ## Ingest the bundled sample exports in data/ into data/warehouse/
+run: $(STAMP) ## Ingest the bundled sample exports in data/ into data/warehouse/, show per-agent stats
 	$(BIN)/sessions ingest data/samples --warehouse $(WAREHOUSE)
+	@echo
+	$(BIN)/sessions stats --by agent --warehouse $(WAREHOUSE) --format table
 
-test: $(STAMP) ## Lint, type-check and run the tests
+test: $(STAMP) $(DUCKDB1)/.installed ## Lint, type-check and run the tests
 	$(BIN)/ruff check pipeline schemas tests
 	$(BIN)/ruff format --check pipeline schemas tests
 	$(BIN)/mypy pipeline schemas

@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -152,3 +153,123 @@ def generate(out_dir: Path, count: int, seed: int) -> None:
 
     for path in write_exports(out_dir, count, seed):
         click.echo(f"wrote {path}")
+
+
+# What the table format shows of a stats breakdown; csv and json give every column.
+_STATS_COLUMNS = [
+    "session_count",
+    "duration_count",
+    "duration_mean_s",
+    "duration_p50_s",
+    "duration_p90_s",
+    "duration_p95_s",
+    "duration_max_s",
+    "user_terminated_share",
+]
+_STATS_KEYS = {
+    "agent": ["agent_id", "agent_name"],
+    "channel": ["channel_manager_service", "channel_manager_type"],
+    "prompt-version": ["prompt_id", "prompt_name", "prompt_version_number", "prompt_version"],
+    "day": ["agent_id", "agent_name", "local_date"],
+}
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "markdown"]),
+    default=None,
+    help="Output format. Default: table on a terminal, csv when piped.",
+)
+
+
+def _format(fmt: str | None) -> str:
+    return fmt or ("table" if sys.stdout.isatty() else "csv")
+
+
+@main.command()
+@click.option(
+    "--by",
+    type=click.Choice(["agent", "channel", "prompt-version", "day"]),
+    default="agent",
+    show_default=True,
+    help="The breakdown: one row per agent, per channel, per prompt version, or per agent "
+    "and local day.",
+)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First local date, inclusive.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last local date, inclusive.")
+@click.option("--agent", metavar="AGENT_ID", help="Only this agent_id.")
+@click.option("--channel", metavar="TYPE", help="Only this channel_manager_type.")
+@click.option("--include-tests", is_flag=True, help="Count test sessions too.")
+@format_option
+@click.option(
+    "--all-columns", is_flag=True, help="Show every measure in the table and markdown formats."
+)
+@click.option("--explain", is_flag=True, help="Print what each measure means, and exit.")
+@warehouse_option
+@_user_errors
+def stats(
+    by: str,
+    since: datetime | None,
+    until: datetime | None,
+    agent: str | None,
+    channel: str | None,
+    include_tests: bool,
+    fmt: str | None,
+    all_columns: bool,
+    explain: bool,
+    warehouse: Path,
+) -> None:
+    """Duration statistics per agent, channel, prompt version or day.
+
+    Test sessions are left out unless --include-tests. Dates are in each agent's timezone.
+    The figures come from the warehouse's DuckDB views (see --explain for the definitions).
+
+    \b
+    Examples:
+      sessions stats
+      sessions stats --by prompt-version --since 2026-10-01 --format markdown
+      sessions stats --by day --agent agent-101 --format csv > trend.csv
+    """
+    from pipeline import query, views
+    from pipeline.output import render
+
+    if explain:
+        click.echo(views.sql_text("metrics.md"), nl=False)
+        return
+    scope = query.Scope(
+        since=since.date() if since else None,
+        until=until.date() if until else None,
+        agent=agent,
+        channel=channel,
+        include_tests=include_tests,
+    )
+    table = query.stats(warehouse, by, scope)
+    shown = None if all_columns else [*_STATS_KEYS[by], *_STATS_COLUMNS]
+    output = _format(fmt)
+    click.echo(render(table, output, shown), nl=False)
+    if output == "table" and shown is not None:
+        hidden = len(table.column_names) - len(shown)
+        click.echo(f"({table.num_rows} rows; {hidden} more measures with --all-columns)", err=True)
+
+
+@main.command(name="sql")
+@click.argument("query_text", metavar="QUERY")
+@format_option
+@warehouse_option
+@_user_errors
+def sql_command(query_text: str, fmt: str | None, warehouse: Path) -> None:
+    """Run QUERY against the warehouse's views, read-only.
+
+    \b
+    Views: sessions, rejects, agent_duration_stats, channel_duration_stats,
+    prompt_version_duration_stats, agent_daily_duration_stats; and the table macros
+    <view>_for(since, until, agent, channel, include_tests) behind the stats views.
+
+    \b
+    Example:
+      sessions sql "SELECT local_hour, median(duration) FROM sessions GROUP BY 1 ORDER BY 1"
+    """
+    from pipeline import query
+    from pipeline.output import render
+
+    click.echo(render(query.sql(warehouse, query_text), _format(fmt)), nl=False)

@@ -88,6 +88,7 @@ def ingest(
                 )
             warehouse.commit(run)
             report.committed = True
+            warehouse.rebuild_database(warehouse_dir)
         except PipelineError as exc:
             warehouse.abandon(run)
             exc.report = report  # type: ignore[attr-defined]

@@ -4,6 +4,8 @@ Layout of `<warehouse>/`:
 
     sessions -> current/sessions     Hive-partitioned Parquet, `date=YYYY-MM-DD/*.parquet`
     rejects  -> current/rejects      the quarantine, one Parquet file per ingest
+    sessions.duckdb                  DuckDB views over both (`pipeline/views/`), rebuilt by
+                                     every ingest right after its commit
     current  -> .snapshots/<run>     the committed snapshot
     .snapshots/<run>/                one snapshot per ingest; unchanged files are hard links
     .staging/<run>/                  a running ingest's work; never read by anyone else
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline import views
 from pipeline.errors import WarehouseError
 from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
@@ -306,6 +309,32 @@ def commit(run: Run) -> None:
     link.symlink_to(Path(SNAPSHOTS) / run.run_id)
     os.replace(link, run.warehouse / CURRENT)
     shutil.rmtree(run.staging, ignore_errors=True)
+
+
+def rebuild_database(warehouse: Path) -> Path:
+    """(Re)build `<warehouse>/sessions.duckdb`, the views over the committed snapshot.
+
+    Views bind to the files that exist when they are created, so this runs after a commit;
+    the new database replaces the old one in one rename.
+    """
+    target = warehouse / views.DATABASE
+    building = warehouse / f".{views.DATABASE}.{uuid.uuid4().hex[:8]}"
+    current = current_snapshot(warehouse)
+    try:
+        views.build_database(
+            building,
+            warehouse,
+            has_sessions=current is not None and any((current / "sessions").glob("*/*.parquet")),
+            has_rejects=current is not None and any((current / "rejects").glob("*.parquet")),
+        )
+        # A write-ahead log left by a client that opened the old database for writing and
+        # died belongs to that database; replayed on the new one it would do harm.
+        Path(f"{target}.wal").unlink(missing_ok=True)
+        os.replace(building, target)
+    except (OSError, duckdb.Error) as exc:
+        building.unlink(missing_ok=True)
+        raise WarehouseError(f"cannot build {target}: {exc}") from None
+    return target
 
 
 def _clean_leftovers(warehouse: Path) -> None:

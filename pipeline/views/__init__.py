@@ -1,0 +1,110 @@
+"""The DuckDB views, one `.sql` file each, and the one function that loads them."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from schemas import PARTITION_COLUMN, STORED_FIELDS
+
+# In dependency order: each file may use the relations of the files before it.
+VIEW_FILES = (
+    "sessions.sql",
+    "rejects.sql",
+    "sessions_in_scope.sql",
+    "agent_duration_stats.sql",
+    "channel_duration_stats.sql",
+    "prompt_version_duration_stats.sql",
+    "agent_daily_duration_stats.sql",
+)
+
+# What `sessions stats --by` names, and the relation that answers it.
+STATS = {
+    "agent": "agent_duration_stats",
+    "channel": "channel_duration_stats",
+    "prompt-version": "prompt_version_duration_stats",
+    "day": "agent_daily_duration_stats",
+}
+
+DATABASE = "sessions.duckdb"
+# Written in the oldest storage format DuckDB 1.x reads, so every 1.x client opens it.
+STORAGE_VERSION = "v1.0.0"
+
+_DUCK_TYPES = {
+    "timestamp": "TIMESTAMPTZ",
+    "string": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+}
+
+_REJECT_COLUMNS = (
+    ("ingested_at", "TIMESTAMPTZ"),
+    ("source_file", "VARCHAR"),
+    ("line", "BIGINT"),
+    ("element", "BIGINT"),
+    ("item", "BIGINT"),
+    ("position", "VARCHAR"),
+    ("record", "VARCHAR"),
+    ("reasons", "STRUCT(field VARCHAR, rule VARCHAR, value VARCHAR)[]"),
+    ("reason", "VARCHAR"),
+)
+
+
+def sql_text(name: str) -> str:
+    """The text of one view file, as it stands in the repository."""
+    return resources.files(__package__).joinpath(name).read_text()
+
+
+def statements(warehouse: Path, *, has_sessions: bool, has_rejects: bool) -> list[str]:
+    """Every view file's SQL, reading the Parquet files of `warehouse` (an absolute path, so
+    the database opens from any working directory)."""
+    root = str(warehouse.resolve()).replace("'", "''")
+    sessions = (
+        f"read_parquet('{root}/sessions/**/*.parquet', hive_partitioning = true, "
+        "union_by_name = true)"
+        if has_sessions
+        else _empty_sessions()
+    )
+    rejects = (
+        f"read_parquet('{root}/rejects/*.parquet', union_by_name = true)"
+        if has_rejects
+        else _empty(_REJECT_COLUMNS)
+    )
+    replacements = {"{{ sessions_parquet }}": sessions, "{{ rejects_parquet }}": rejects}
+    result: list[str] = []
+    for name in VIEW_FILES:
+        text = sql_text(name)
+        for marker, source in replacements.items():
+            text = text.replace(marker, source)
+        result.extend(s for s in text.split(";\n") if s.strip())
+    return result
+
+
+def _empty_sessions() -> str:
+    columns = [(f.name, _DUCK_TYPES[f.kind.value]) for f in STORED_FIELDS]
+    return _empty((*columns, (PARTITION_COLUMN, "DATE")))
+
+
+def _empty(columns: tuple[tuple[str, str], ...]) -> str:
+    """A relation with `columns` and no rows: with no Parquet file yet, the views answer
+    with no rows instead of a missing-file error."""
+    typed = ", ".join(f'cast(null as {duck_type}) as "{name}"' for name, duck_type in columns)
+    return f"(select {typed} limit 0)"
+
+
+def build_database(path: Path, warehouse: Path, *, has_sessions: bool, has_rejects: bool) -> None:
+    """Create the DuckDB database of views at `path` (which must not exist yet)."""
+    con = duckdb.connect()
+    try:
+        target = str(path).replace("'", "''")
+        con.execute(f"ATTACH '{target}' AS warehouse (STORAGE_VERSION '{STORAGE_VERSION}')")
+        con.execute("USE warehouse")
+        for statement in statements(warehouse, has_sessions=has_sessions, has_rejects=has_rejects):
+            con.execute(statement)
+        con.execute("USE memory")
+        con.execute("DETACH warehouse")
+    finally:
+        con.close()
