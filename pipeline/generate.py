@@ -72,7 +72,8 @@ def sessions(count: int, seed: int) -> pl.DataFrame:
     in_experiment = np.array([a[0] == "agent-102" for a in _AGENTS])[agent]
     frame = pl.DataFrame(
         {
-            "timestamp": pl.Series(timestamp).dt.replace_time_zone("UTC"),
+            # Milliseconds, as the API writes them.
+            "timestamp": pl.Series(timestamp).dt.truncate("1ms").dt.replace_time_zone("UTC"),
             "session_id": np.char.add("ses_", (10_000_000 + np.arange(count)).astype(str)),
             "conversation_id": np.char.add("conv_", (20_000_000 + np.arange(count)).astype(str)),
             "channel_manager_service": service,

@@ -37,3 +37,29 @@ def test_using_it_examples_run(tmp_path: Path) -> None:
     rows = con.sql(query.replace("'wh/", f"'{tmp_path}/wh/")).fetchall()
     # Eight agents, one of them renamed half-way: nine names.
     assert len(rows) == 9 and all(count > 0 for _, count, _ in rows)
+
+
+def test_every_view_example_runs(tmp_path: Path) -> None:
+    sample = Path(__file__).parents[1] / "data" / "samples"
+    assert run_cli("ingest", sample, "-w", tmp_path / "wh", "-q").returncode == 0
+    con = duckdb.connect(str(tmp_path / "wh" / "sessions.duckdb"), read_only=True)
+    examples = blocks("sql", "### The views")
+    assert len(examples) == 7
+    for query in examples:
+        assert con.sql(query).fetchall(), query
+
+
+def test_stats_and_sql_examples_run(tmp_path: Path) -> None:
+    sample = Path(__file__).parents[1] / "data" / "samples"
+    assert run_cli("ingest", sample, "-w", tmp_path / "wh", "-q").returncode == 0
+    commands = [
+        line.split("  #")[0]
+        for block in blocks("sh", "### `sessions stats`")[:2]
+        for line in block.splitlines()
+        if line.startswith("sessions ")
+    ]
+    assert len(commands) == 6
+    for command in commands:
+        args = [a for a in shlex.split(command)[1:] if a not in (">", "daily.csv")]
+        result = run_cli(*args, "-w", tmp_path / "wh")
+        assert result.returncode == 0 and result.stdout, (command, result.stderr)

@@ -75,7 +75,11 @@ def sniff(path: Path) -> Source:
         return probe
     first = text[:1]
     if first == b"[":
-        return Source(path, Format.JSON_ARRAY, gzipped)
+        # One JSON document, unless a whole value on the first line has lines after it:
+        # then it is NDJSON whose first line happens not to be an object.
+        line, _, rest = text.partition(b"\n")
+        ndjson = rest.strip() != b"" and _is_json(line)
+        return Source(path, Format.NDJSON if ndjson else Format.JSON_ARRAY, gzipped)
     if first == b"{":
         return Source(
             path, Format.NDJSON if _looks_like_ndjson(text) else Format.JSON_OBJECT, gzipped

@@ -112,6 +112,7 @@ def test_every_format_gives_the_same_sessions(
         (as_csv(RECORDS).encode(), Format.CSV),
         (b'{"session_id": "s0", \n' + ndjson(RECORDS), Format.NDJSON),  # a broken first line
         (b'{"session_id": "s0", ', Format.NDJSON),  # one broken line is a bad row, not a file
+        (b"[0]\n" + ndjson(RECORDS), Format.NDJSON),  # a first line that is not an object
         (b"", Format.EMPTY),
         (b"\n\n  \n", Format.EMPTY),
     ],
@@ -122,6 +123,7 @@ def test_every_format_gives_the_same_sessions(
         "csv",
         "ndjson-broken-first",
         "one-broken-line",
+        "ndjson-array-first",
         "empty",
         "blank",
     ],
