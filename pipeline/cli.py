@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -31,6 +33,28 @@ warehouse_option = click.option(
 )
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGINT arrived: unwind, so that the ingest abandons its run."""
+
+    def __init__(self, signal_number: int) -> None:
+        self.signal_number = signal_number
+        self.signal_name = signal.Signals(signal_number).name
+        super().__init__(self.signal_name)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    def stop(number: int, _frame: object) -> None:
+        raise Stopped(number)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _user_errors(func: F) -> F:
     """Turn every failure into one line on stderr and an exit code, never a traceback."""
 
@@ -46,6 +70,9 @@ def _user_errors(func: F) -> F:
                 click.echo(report.to_text())
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except Stopped as exc:
+            click.echo(f"error: stopped by {exc.signal_name}; the warehouse is as it was", err=True)
+            sys.exit(128 + exc.signal_number)
         except KeyboardInterrupt:
             click.echo("error: interrupted; the warehouse is as it was", err=True)
             sys.exit(130)
@@ -96,6 +123,18 @@ def main() -> None:
     metavar="TZ",
     help="IANA timezone in which timestamps without an offset are read.",
 )
+@click.option(
+    "--pii",
+    type=click.Choice(["pseudonymise", "keep", "drop"]),
+    default="pseudonymise",
+    show_default=True,
+    help="What to store of caller identities (`source`): a keyed pseudonym, the raw value, or "
+    "nothing. One warehouse takes one choice. The key is $SESSIONS_PII_KEY, or the file "
+    "$SESSIONS_PII_KEY_FILE (default ~/.config/sessions-analytics/pii.key, created on first use).",
+)
+@click.option(
+    "--force", is_flag=True, help="Ingest files again even if their content was ingested before."
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @_user_errors
 def ingest(
@@ -104,6 +143,8 @@ def ingest(
     as_json: bool,
     max_reject_rate: float | None,
     naive_timezone: str,
+    pii: str,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Ingest session exports into the warehouse.
@@ -114,7 +155,8 @@ def ingest(
     header; any of them gzip-compressed. Keys may be snake_case or camelCase.
 
     Rows that fail validation go to <warehouse>/rejects/ with their reasons. The ingest is
-    all or nothing: if a file cannot be read, nothing is committed.
+    all or nothing: if a file cannot be read, or the job is stopped or killed, nothing is
+    committed. A file whose exact content was ingested before is skipped (see --force).
 
     \b
     Exit codes:
@@ -122,15 +164,15 @@ def ingest(
       2  an input cannot be read (missing, truncated, not an export)
       3  the warehouse cannot be read or written
       4  more rows rejected than --max-reject-rate allows (nothing committed)
+      130/143  stopped by Ctrl-C / SIGTERM (nothing committed)
     """
+    from pipeline.ingest import Options
     from pipeline.ingest import ingest as run_ingest
+    from pipeline.pii import PiiMode
 
-    report = run_ingest(
-        paths,
-        warehouse,
-        naive_timezone=naive_timezone,
-        max_reject_rate=max_reject_rate,
-    )
+    options = Options(naive_timezone, max_reject_rate, force, PiiMode(pii))
+    with _stop_on_signals():
+        report = run_ingest(paths, warehouse, options, notify=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif not quiet:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import glob
 import zoneinfo
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from pipeline import warehouse
+from pipeline import manifest, pii, warehouse
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
+from pipeline.pii import PiiMode
 from pipeline.read import Source, read_export, sniff
-from pipeline.report import FileReport, IngestReport
+from pipeline.report import FileReport, IngestReport, SkippedFile
 from pipeline.transform import parse
 from pipeline.validate import validate
 from schemas import FIELD_NAMES, key_aliases
@@ -49,46 +52,52 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+@dataclass(frozen=True)
+class Options:
+    """How an ingest treats its input; every field has the CLI's default."""
+
+    naive_timezone: str = "UTC"
+    max_reject_rate: float | None = None
+    force: bool = False
+    pii: PiiMode = PiiMode.PSEUDONYMISE
+
+
 def ingest(
     paths: Sequence[str],
     warehouse_dir: Path,
+    options: Options = Options(),
     *,
-    naive_timezone: str = "UTC",
-    max_reject_rate: float | None = None,
     progress: Progress | None = None,
+    notify: Callable[[str], None] = lambda message: None,
 ) -> IngestReport:
     """Ingest the exports at `paths` into `warehouse_dir` and say what was done.
 
     Either the whole ingest is committed, or nothing is: an unreadable file, a failure, or a
-    reject rate above `max_reject_rate` leaves the warehouse as it was.
+    reject rate above `max_reject_rate` leaves the warehouse as it was. A file whose content
+    was ingested before is skipped unless `force`.
     """
-    _check_timezone(naive_timezone)
+    _check_timezone(options.naive_timezone)
     sources = [sniff(path) for path in find_exports(paths)]
     with warehouse.locked(warehouse_dir):
+        previous = manifest.read(warehouse.current_snapshot(warehouse_dir))
+        key = _check_pii(previous, options.pii, notify)
+        report = IngestReport(str(warehouse_dir), run_id="", pii=options.pii.value)
+        seen = previous.ingested()
+        todo: list[tuple[Source, str]] = []
+        for source in sources:
+            digest = manifest.file_hash(source.path)
+            if digest in seen and not options.force:
+                report.skipped.append(SkippedFile(source.name, seen[digest]["run_id"]))
+            else:
+                todo.append((source, digest))
+        if not todo:
+            return report
         run = warehouse.start_run(warehouse_dir)
-        report = IngestReport(str(warehouse_dir), run.run_id)
+        report.run_id = run.run_id
         try:
-            con = warehouse.connect(run)
-            for seq, source in enumerate(sources):
-                report.files.append(_ingest_file(run, con, seq, source, naive_timezone, progress))
-            merged = warehouse.merge(run, con)
-            warehouse.add_rejects(run, con)
-            con.close()
-            report.sessions_new = merged.sessions_new
-            report.sessions_updated = merged.sessions_updated
-            report.sessions_unchanged = merged.sessions_unchanged
-            stored = merged.sessions_new + merged.sessions_updated + merged.sessions_unchanged
-            report.rows_superseded = report.rows_accepted - stored
-            report.partitions_written = merged.partitions_written
-            if max_reject_rate is not None and report.reject_rate > max_reject_rate:
-                raise RejectRateExceeded(
-                    f"{report.reject_rate:.1%} of the rows were rejected, more than "
-                    f"--max-reject-rate {max_reject_rate:.1%} allows; nothing was committed "
-                    "(see the report for the reasons)"
-                )
+            _run(run, todo, options, key, report, previous, progress)
             warehouse.commit(run)
             report.committed = True
-            warehouse.rebuild_database(warehouse_dir)
         except PipelineError as exc:
             warehouse.abandon(run)
             exc.report = report  # type: ignore[attr-defined]
@@ -104,7 +113,65 @@ def ingest(
         except BaseException:
             warehouse.abandon(run)
             raise
+        warehouse.rebuild_database(warehouse_dir)
     return report
+
+
+def _run(
+    run: warehouse.Run,
+    todo: list[tuple[Source, str]],
+    options: Options,
+    key: bytes | None,
+    report: IngestReport,
+    previous: manifest.Manifest,
+    progress: Progress | None,
+) -> None:
+    """Everything of one ingest up to, not including, its commit."""
+    con = warehouse.connect(run)
+    for seq, (source, digest) in enumerate(todo):
+        stats = _ingest_file(run, con, seq, source, options, key, progress)
+        stats.sha256 = digest
+        report.files.append(stats)
+    merged = warehouse.merge(run, con)
+    warehouse.add_rejects(run, con)
+    con.close()
+    report.sessions_new = merged.sessions_new
+    report.sessions_updated = merged.sessions_updated
+    report.sessions_unchanged = merged.sessions_unchanged
+    stored = merged.sessions_new + merged.sessions_updated + merged.sessions_unchanged
+    report.rows_superseded = report.rows_accepted - stored
+    report.partitions_written = merged.partitions_written
+    rate = options.max_reject_rate
+    if rate is not None and report.reject_rate > rate:
+        raise RejectRateExceeded(
+            f"{report.reject_rate:.1%} of the rows were rejected, more than "
+            f"--max-reject-rate {rate:.1%} allows; nothing was committed "
+            "(see the report for the reasons)"
+        )
+    previous.pii_mode = options.pii.value
+    previous.key_fingerprint = pii.fingerprint(key) if key is not None else None
+    previous.ingests.append(report.manifest_entry(datetime.now(UTC)))
+    manifest.write(previous, run.snapshot)
+
+
+def _check_pii(
+    previous: manifest.Manifest, mode: PiiMode, notify: Callable[[str], None]
+) -> bytes | None:
+    """The key to pseudonymise with; refuses to mix modes or keys in one warehouse."""
+    if previous.pii_mode not in (None, mode.value):
+        raise WarehouseError(
+            f"this warehouse stores caller identities as '{previous.pii_mode}'; --pii "
+            f"{mode.value} would mix two kinds in one dataset (use --pii {previous.pii_mode})"
+        )
+    if mode is not PiiMode.PSEUDONYMISE:
+        return None
+    key = pii.load_key(notify)
+    if previous.key_fingerprint not in (None, pii.fingerprint(key)):
+        raise WarehouseError(
+            f"the pseudonymisation key (${pii.KEY_ENV} or {pii.default_key_file()}) is not "
+            "the one this warehouse was built with: the same caller would get two pseudonyms"
+        )
+    return key
 
 
 def _check_timezone(name: str) -> None:
@@ -122,14 +189,16 @@ def _ingest_file(
     con: duckdb.DuckDBPyConnection,
     seq: int,
     source: Source,
-    naive_timezone: str,
+    options: Options,
+    key: bytes | None,
     progress: Progress | None,
 ) -> FileReport:
     stats = FileReport(source.name, source.format.value)
     for batch_no, raw in enumerate(read_export(source, con, stats.warnings.append)):
-        checked = validate(parse(raw, naive_timezone))
+        checked = validate(parse(raw, options.naive_timezone))
         ok = checked["_reasons"].list.len() == 0
         accepted, rejected = checked.filter(ok), checked.filter(~ok)
+        accepted, rejected = _protect(con, accepted, rejected, options.pii, key)
         name = f"{seq:06d}-{batch_no:06d}.parquet"
         if len(accepted):
             _stored(accepted, source, seq, run).write_parquet(run.accepted / name)
@@ -146,6 +215,26 @@ def _ingest_file(
     if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
         raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
     return stats
+
+
+def _protect(
+    con: duckdb.DuckDBPyConnection,
+    accepted: pl.DataFrame,
+    rejected: pl.DataFrame,
+    mode: PiiMode,
+    key: bytes | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Caller identities as `mode` says: pseudonymised or dropped in the stored sessions, and
+    redacted from the text of rejected records, which may hold them anywhere."""
+    if mode is PiiMode.KEEP:
+        return accepted, rejected
+    if mode is PiiMode.DROP:
+        source = pl.lit(None, pl.String).alias("source")
+        accepted = accepted.with_columns(source)
+    elif len(accepted):
+        assert key is not None
+        accepted = accepted.with_columns(pii.pseudonymise(con, accepted["source"], key))
+    return accepted, rejected.with_columns(pii.redact(pl.col("_record")))
 
 
 def _stored(accepted: pl.DataFrame, source: Source, seq: int, run: warehouse.Run) -> pl.DataFrame:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file whose exact content an earlier ingest committed."""
+
+    path: str
+    ingested_by: str
 
 
 @dataclass
 class FileReport:
     path: str
     format: str
+    sha256: str = ""
     rows_read: int = 0
     rows_accepted: int = 0
     rows_rejected: int = 0
@@ -22,6 +32,7 @@ class FileReport:
         return {
             "path": self.path,
             "format": self.format,
+            "sha256": self.sha256,
             "rows_read": self.rows_read,
             "rows_accepted": self.rows_accepted,
             "rows_rejected": self.rows_rejected,
@@ -35,7 +46,9 @@ class FileReport:
 class IngestReport:
     warehouse: str
     run_id: str
+    pii: str = "pseudonymise"
     files: list[FileReport] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
     sessions_new: int = 0
     sessions_updated: int = 0
     sessions_unchanged: int = 0
@@ -76,7 +89,9 @@ class IngestReport:
             "warehouse": self.warehouse,
             "run_id": self.run_id,
             "committed": self.committed,
+            "pii": self.pii,
             "files": len(self.files),
+            "files_skipped": [{"path": f.path, "ingested_by": f.ingested_by} for f in self.skipped],
             "rows_read": self.rows_read,
             "rows_accepted": self.rows_accepted,
             "rows_rejected": self.rows_rejected,
@@ -92,8 +107,30 @@ class IngestReport:
             "per_file": [f.to_dict() for f in self.files],
         }
 
+    def manifest_entry(self, finished: datetime) -> dict[str, Any]:
+        """What the manifest keeps of this ingest."""
+        summary = self.to_dict()
+        keep = ("rows_read", "rows_accepted", "rows_rejected", "sessions_new")
+        return {
+            "run_id": self.run_id,
+            "finished": finished.isoformat(),
+            **{k: summary[k] for k in (*keep, "sessions_updated", "sessions_unchanged")},
+            "files": [
+                {k: f[k] for k in ("path", "sha256", "format", *keep[:3])}
+                for f in summary["per_file"]
+            ],
+        }
+
     def to_text(self) -> str:
+        skipped = [
+            f"Skipped {f.path}: the same content was ingested by run {f.ingested_by} "
+            "(--force ingests it again)"
+            for f in self.skipped
+        ]
+        if not self.files:
+            return "\n".join([*skipped, f"Nothing to do: {self.warehouse} is unchanged."])
         lines = [
+            *skipped,
             f"Ingested {len(self.files)} file(s) into {self.warehouse}"
             + ("" if self.committed else " -- NOT committed, the warehouse is unchanged"),
             f"  rows read      {self.rows_read:>10,}",

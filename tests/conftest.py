@@ -41,6 +41,15 @@ def ndjson(records: Sequence[dict[str, Any] | str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+@pytest.fixture(autouse=True)
+def pii_key_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test, and every CLI it runs, pseudonymises with a key of the test session's own."""
+    path = tmp_path_factory.getbasetemp() / "pii.key"
+    monkeypatch.setenv("SESSIONS_PII_KEY_FILE", str(path))
+    monkeypatch.delenv("SESSIONS_PII_KEY", raising=False)
+    return path
+
+
 @pytest.fixture
 def write(tmp_path: Path) -> Callable[[str, bytes | str], Path]:
     """Write an export file under tmp_path/exports; `.gz` names are gzipped."""

@@ -1,0 +1,56 @@
+"""Ingesting the same content twice changes nothing, and says so; --force applies it again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.ingest import Options, ingest
+from tests.conftest import ndjson, run_cli, session, tree
+
+Write = Callable[[str, bytes], Path]
+
+
+def test_the_same_file_again_changes_no_file(write: Write, wh: Path, tmp_path: Path) -> None:
+    path = write("a.ndjson", ndjson([session(n) for n in range(5)] + ["broken"]))
+    ingest([str(path)], wh)
+    before = tree(wh)
+    copy = tmp_path / "renamed.ndjson"  # same content under another name: still the same
+    copy.write_bytes(path.read_bytes())
+    result = run_cli("ingest", path, copy, "-w", wh, "--json")
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert report["committed"] is False and report["rows_read"] == 0
+    assert [f["path"] for f in report["files_skipped"]] == [str(path), str(copy)]
+    assert tree(wh) == before
+    text = run_cli("ingest", path, "-w", wh)
+    assert "Skipped" in text.stdout and "Nothing to do" in text.stdout
+
+
+def test_force_applies_it_again(write: Write, wh: Path) -> None:
+    path = write("a.ndjson", ndjson([session(n) for n in range(5)]))
+    ingest([str(path)], wh)
+    report = ingest([str(path)], wh, Options(force=True))
+    assert report.committed and report.sessions_unchanged == 5 and report.partitions_written == 0
+
+
+def test_only_new_files_of_a_folder_are_read(write: Write, wh: Path) -> None:
+    write("a.ndjson", ndjson([session(1)]))
+    ingest([str(wh.parent / "exports")], wh)
+    write("b.ndjson", ndjson([session(2)]))
+    report = ingest([str(wh.parent / "exports")], wh)
+    assert [f.path.rsplit("/", 1)[1] for f in report.files] == ["b.ndjson"]
+    assert len(report.skipped) == 1 and report.sessions_new == 1
+
+
+def test_the_manifest_records_each_ingest(write: Write, wh: Path) -> None:
+    ingest([str(write("a.ndjson", ndjson([session(1), "bad"])))], wh)
+    ingest([str(write("b.ndjson", ndjson([session(2)])))], wh)
+    body = json.loads((wh / "current" / "manifest.json").read_text())
+    assert body["pii_mode"] == "pseudonymise"
+    assert [run["rows_read"] for run in body["ingests"]] == [2, 1]
+    assert [(f["rows_accepted"], f["rows_rejected"]) for f in body["ingests"][0]["files"]] == [
+        (1, 1)
+    ]
+    assert all(len(f["sha256"]) == 64 for run in body["ingests"] for f in run["files"])
