@@ -91,6 +91,7 @@ def ingest(
             else:
                 todo.append((source, digest))
         if not todo:
+            warehouse.tidy(warehouse_dir)
             return report
         run = warehouse.start_run(warehouse_dir)
         report.run_id = run.run_id
@@ -102,9 +103,10 @@ def ingest(
             warehouse.abandon(run)
             exc.report = report  # type: ignore[attr-defined]
             raise
-        except duckdb.IOException as exc:
+        except (duckdb.Error, pl.exceptions.ComputeError) as exc:
             warehouse.abandon(run)
-            raise WarehouseError(f"cannot write the warehouse {warehouse_dir}: {exc}") from None
+            message = " ".join(str(exc).split())
+            raise WarehouseError(f"cannot update {warehouse_dir}: {message}") from None
         except OSError as exc:
             warehouse.abandon(run)
             raise WarehouseError(

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import views
+from pipeline import manifest, views
 from pipeline.errors import WarehouseError
 from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
@@ -337,6 +337,19 @@ def rebuild_database(warehouse: Path) -> Path:
     return target
 
 
+def tidy(warehouse: Path) -> None:
+    """Finish what a killed ingest left: remove its leftovers, and rebuild the database if the
+    ingest committed but died before rebuilding it. Call with the lock held."""
+    _clean_leftovers(warehouse)
+    snapshot = current_snapshot(warehouse)
+    if snapshot is None:
+        return
+    database = warehouse / views.DATABASE
+    committed = (snapshot / manifest.NAME).stat().st_mtime_ns
+    if not database.exists() or database.stat().st_mtime_ns < committed:
+        rebuild_database(warehouse)
+
+
 def _clean_leftovers(warehouse: Path) -> None:
     """Remove what killed or finished runs left: staging folders, and snapshots older than
     the current one and the one before it (a reader that listed its files may still read)."""
@@ -353,5 +366,5 @@ def _clean_leftovers(warehouse: Path) -> None:
     for name in names:
         if name not in keep:
             shutil.rmtree(snapshots / name, ignore_errors=True)
-    for stray in warehouse.glob(f".{CURRENT}.*"):
+    for stray in (*warehouse.glob(f".{CURRENT}.*"), *warehouse.glob(f".{views.DATABASE}.*")):
         stray.unlink(missing_ok=True)

@@ -1,0 +1,119 @@
+"""Kill an ingest anywhere: the dataset reads as before or after it, and the next run
+completes the work with exact counts."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from pipeline.warehouse import rebuild_database
+from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
+from tests.trust.conftest import BIG_SESSIONS, leftovers, state
+
+KILLS = 20
+
+
+def start(*args: str | Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(SESSIONS), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sigkill_at_twenty_points(
+    big_export: Path, tmp_path: Path, write: Callable[[str, bytes], Path]
+) -> None:
+    first = write("first.ndjson", ndjson([session(n) for n in range(50)]))
+    before_dir = tmp_path / "before"
+    assert run_cli("ingest", first, "-w", before_dir, "-q").returncode == 0
+    before = state(before_dir)
+    after = (50 + BIG_SESSIONS, 50 + BIG_SESSIONS)
+
+    # How long a whole ingest takes here, to spread the kills over it and a little past it.
+    timing = tmp_path / "timing"
+    shutil.copytree(before_dir, timing, symlinks=True)
+    started = time.monotonic()
+    assert run_cli("ingest", big_export, "-w", timing, "-q").returncode == 0
+    duration = time.monotonic() - started
+    assert state(timing) == after
+
+    outcomes = []
+    for i in range(KILLS):
+        wh = tmp_path / f"kill{i}"
+        shutil.copytree(before_dir, wh, symlinks=True)
+        rebuild_database(wh)  # its views name the folder they were built for
+        process = start("ingest", big_export, "-w", wh, "-q")
+        time.sleep(duration * (0.05 + 1.05 * i / (KILLS - 1)))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        seen = state(wh)
+        assert seen in (before, after), (i, seen)
+        outcomes.append(seen == after)
+        # The views still open and agree with the files.
+        con = duckdb.connect(str(wh / "sessions.duckdb"), read_only=True)
+        assert con.sql("select count(*) from sessions").fetchall()[0][0] == seen[0]
+        con.close()
+        # The next run finishes the work, exactly once.
+        result = run_cli("ingest", big_export, "-w", wh, "--json")
+        assert result.returncode == 0, result.stderr
+        assert state(wh) == after
+        assert leftovers(wh) == []
+        shutil.rmtree(wh)
+    # The kills landed both before and after the commit.
+    assert not all(outcomes) and any(outcomes)
+
+
+def test_sigterm_stops_cleanly_and_changes_nothing(
+    big_export: Path, tmp_path: Path, write: Callable[[str, bytes], Path]
+) -> None:
+    wh = tmp_path / "wh"
+    assert (
+        run_cli("ingest", write("a.ndjson", ndjson([session(1)])), "-w", wh, "-q").returncode == 0
+    )
+    before = tree(wh)
+    for signal_number, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        process = start("ingest", big_export, "-w", wh)
+        time.sleep(0.8)
+        process.send_signal(signal_number)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == code
+        name = signal.Signals(signal_number).name
+        assert stderr == f"error: stopped by {name}; the warehouse is as it was\n"
+        assert tree(wh) == before
+
+
+def test_a_second_ingest_waits_for_none_and_says_why(
+    big_export: Path, tmp_path: Path, write: Callable[[str, bytes], Path]
+) -> None:
+    wh = tmp_path / "wh"
+    small = write("small.ndjson", ndjson([session(n) for n in range(10)]))
+    first = start("ingest", big_export, "-w", wh, "-q")
+    time.sleep(0.8)
+    second = run_cli("ingest", small, "-w", wh)
+    assert second.returncode == 3
+    assert "another ingest is running" in second.stderr and second.stderr.count("\n") == 1
+    assert first.wait(timeout=120) == 0
+    # Nothing was lost: the second ingest, run again, lands beside the first.
+    assert run_cli("ingest", small, "-w", wh, "-q").returncode == 0
+    assert state(wh) == (BIG_SESSIONS + 10, BIG_SESSIONS + 10)
+
+
+def test_a_killed_ingest_does_not_leave_the_lock_stuck(
+    big_export: Path, tmp_path: Path, write: Callable[[str, bytes], Path]
+) -> None:
+    wh = tmp_path / "wh"
+    process = start("ingest", big_export, "-w", wh, "-q")
+    time.sleep(0.8)
+    process.kill()
+    process.wait()
+    assert (
+        run_cli("ingest", write("a.ndjson", ndjson([session(1)])), "-w", wh, "-q").returncode == 0
+    )
