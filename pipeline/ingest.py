@@ -115,7 +115,6 @@ def ingest(
         except BaseException:
             warehouse.abandon(run)
             raise
-        warehouse.rebuild_database(warehouse_dir)
     return report
 
 
@@ -154,6 +153,7 @@ def _run(
     previous.key_fingerprint = pii.fingerprint(key) if key is not None else None
     previous.ingests.append(report.manifest_entry(datetime.now(UTC)))
     manifest.write(previous, run.snapshot)
+    warehouse.build_database(run.snapshot)
 
 
 def _check_pii(

@@ -4,8 +4,7 @@ Layout of `<warehouse>/`:
 
     sessions -> current/sessions     Hive-partitioned Parquet, `date=YYYY-MM-DD/*.parquet`
     rejects  -> current/rejects      the quarantine, one Parquet file per ingest
-    sessions.duckdb                  DuckDB views over both (`pipeline/views/`), rebuilt by
-                                     every ingest right after its commit
+    sessions.duckdb -> current/sessions.duckdb   DuckDB views over the snapshot's files
     current  -> .snapshots/<run>     the committed snapshot
     .snapshots/<run>/                one snapshot per ingest; unchanged files are hard links
     .staging/<run>/                  a running ingest's work; never read by anyone else
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import manifest, views
+from pipeline import views
 from pipeline.errors import WarehouseError
 from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
@@ -106,10 +105,12 @@ def start_run(warehouse: Path) -> Run:
         _clean_leftovers(warehouse)
         run.accepted.mkdir(parents=True)
         run.rejected.mkdir(parents=True)
-        for name in ("sessions", "rejects"):
+        for name in ("sessions", "rejects", views.DATABASE):
             link = warehouse / name
             if not link.is_symlink():
-                if link.exists():
+                if name == views.DATABASE:
+                    link.unlink(missing_ok=True)  # a database built before it was linked
+                elif link.exists():
                     raise WarehouseError(f"{link} exists and is not this warehouse's link")
                 link.symlink_to(Path(CURRENT) / name)
     except OSError as exc:
@@ -308,46 +309,48 @@ def commit(run: Run) -> None:
     link = run.warehouse / f".{CURRENT}.{run.run_id}"
     link.symlink_to(Path(SNAPSHOTS) / run.run_id)
     os.replace(link, run.warehouse / CURRENT)
+    # A write-ahead log left beside the database by a client that opened it for writing and
+    # died belongs to the database just replaced; replayed on the new one it would do harm.
+    Path(f"{run.warehouse / views.DATABASE}.wal").unlink(missing_ok=True)
     shutil.rmtree(run.staging, ignore_errors=True)
 
 
-def rebuild_database(warehouse: Path) -> Path:
-    """(Re)build `<warehouse>/sessions.duckdb`, the views over the committed snapshot.
-
-    Views bind to the files that exist when they are created, so this runs after a commit;
-    the new database replaces the old one in one rename.
-    """
-    target = warehouse / views.DATABASE
-    building = warehouse / f".{views.DATABASE}.{uuid.uuid4().hex[:8]}"
-    current = current_snapshot(warehouse)
+def build_database(snapshot: Path) -> None:
+    """Build the snapshot's `sessions.duckdb`: views over exactly the snapshot's files."""
+    target = snapshot / views.DATABASE
+    building = snapshot / f".{views.DATABASE}.{uuid.uuid4().hex[:8]}"
     try:
         views.build_database(
             building,
-            warehouse,
-            has_sessions=current is not None and any((current / "sessions").glob("*/*.parquet")),
-            has_rejects=current is not None and any((current / "rejects").glob("*.parquet")),
+            sorted((snapshot / "sessions").glob(f"{PARTITION_COLUMN}=*/*.parquet")),
+            sorted((snapshot / "rejects").glob("*.parquet")),
         )
-        # A write-ahead log left by a client that opened the old database for writing and
-        # died belongs to that database; replayed on the new one it would do harm.
-        Path(f"{target}.wal").unlink(missing_ok=True)
         os.replace(building, target)
     except (OSError, duckdb.Error) as exc:
         building.unlink(missing_ok=True)
         raise WarehouseError(f"cannot build {target}: {exc}") from None
-    return target
 
 
 def tidy(warehouse: Path) -> None:
-    """Finish what a killed ingest left: remove its leftovers, and rebuild the database if the
-    ingest committed but died before rebuilding it. Call with the lock held."""
+    """Remove what killed ingests left, and rebuild the current snapshot's database if the
+    warehouse was moved since (its views name files by absolute path). Hold the lock."""
     _clean_leftovers(warehouse)
     snapshot = current_snapshot(warehouse)
-    if snapshot is None:
-        return
-    database = warehouse / views.DATABASE
-    committed = (snapshot / manifest.NAME).stat().st_mtime_ns
-    if not database.exists() or database.stat().st_mtime_ns < committed:
-        rebuild_database(warehouse)
+    if snapshot is not None and not _database_reads(snapshot):
+        build_database(snapshot)
+
+
+def _database_reads(snapshot: Path) -> bool:
+    """Whether the snapshot's database reads the snapshot's own files, where they are now."""
+    try:
+        con = duckdb.connect(str(snapshot / views.DATABASE), read_only=True)
+    except duckdb.Error:
+        return False
+    try:
+        rows = con.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'sessions'").fetchall()
+    finally:
+        con.close()
+    return bool(rows) and ("read_parquet" not in rows[0][0] or str(snapshot) in rows[0][0])
 
 
 def _clean_leftovers(warehouse: Path) -> None:
@@ -366,5 +369,5 @@ def _clean_leftovers(warehouse: Path) -> None:
     for name in names:
         if name not in keep:
             shutil.rmtree(snapshots / name, ignore_errors=True)
-    for stray in (*warehouse.glob(f".{CURRENT}.*"), *warehouse.glob(f".{views.DATABASE}.*")):
+    for stray in warehouse.glob(f".{CURRENT}.*"):
         stray.unlink(missing_ok=True)

@@ -58,22 +58,25 @@ def sql_text(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text()
 
 
-def statements(warehouse: Path, *, has_sessions: bool, has_rejects: bool) -> list[str]:
-    """Every view file's SQL, reading the Parquet files of `warehouse` (an absolute path, so
-    the database opens from any working directory)."""
-    root = str(warehouse.resolve()).replace("'", "''")
-    sessions = (
-        f"read_parquet('{root}/sessions/**/*.parquet', hive_partitioning = true, "
-        "union_by_name = true)"
-        if has_sessions
-        else _empty_sessions()
-    )
-    rejects = (
-        f"read_parquet('{root}/rejects/*.parquet', union_by_name = true)"
-        if has_rejects
-        else _empty(_REJECT_COLUMNS)
-    )
-    replacements = {"{{ sessions_parquet }}": sessions, "{{ rejects_parquet }}": rejects}
+def statements(sessions: list[Path], rejects: list[Path]) -> list[str]:
+    """Every view file's SQL, reading exactly the given Parquet files.
+
+    The files are named one by one, by absolute path into one snapshot of the warehouse,
+    so that a query reads one whole snapshot however ingests commit meanwhile, and the
+    database opens from any working directory.
+    """
+    replacements = {
+        "{{ sessions_parquet }}": (
+            f"read_parquet({_paths(sessions)}, hive_partitioning = true, union_by_name = true)"
+            if sessions
+            else _empty_sessions()
+        ),
+        "{{ rejects_parquet }}": (
+            f"read_parquet({_paths(rejects)}, union_by_name = true)"
+            if rejects
+            else _empty(_REJECT_COLUMNS)
+        ),
+    }
     result: list[str] = []
     for name in VIEW_FILES:
         text = sql_text(name)
@@ -81,6 +84,11 @@ def statements(warehouse: Path, *, has_sessions: bool, has_rejects: bool) -> lis
             text = text.replace(marker, source)
         result.extend(s for s in text.split(";\n") if s.strip())
     return result
+
+
+def _paths(files: list[Path]) -> str:
+    quoted = (str(path.resolve()).replace("'", "''") for path in files)
+    return "[" + ", ".join(f"'{path}'" for path in quoted) + "]"
 
 
 def _empty_sessions() -> str:
@@ -95,14 +103,14 @@ def _empty(columns: tuple[tuple[str, str], ...]) -> str:
     return f"(select {typed} limit 0)"
 
 
-def build_database(path: Path, warehouse: Path, *, has_sessions: bool, has_rejects: bool) -> None:
+def build_database(path: Path, sessions: list[Path], rejects: list[Path]) -> None:
     """Create the DuckDB database of views at `path` (which must not exist yet)."""
     con = duckdb.connect()
     try:
         target = str(path).replace("'", "''")
         con.execute(f"ATTACH '{target}' AS warehouse (STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute("USE warehouse")
-        for statement in statements(warehouse, has_sessions=has_sessions, has_rejects=has_rejects):
+        for statement in statements(sessions, rejects):
             con.execute(statement)
         con.execute("USE memory")
         con.execute("DETACH warehouse")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.warehouse import rebuild_database
+from pipeline.warehouse import tidy
 from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
 from tests.trust.conftest import BIG_SESSIONS, leftovers, state
 
@@ -49,7 +49,7 @@ def test_sigkill_at_twenty_points(
     for i in range(KILLS):
         wh = tmp_path / f"kill{i}"
         shutil.copytree(before_dir, wh, symlinks=True)
-        rebuild_database(wh)  # its views name the folder they were built for
+        tidy(wh)  # its views name the files of the folder they were built in
         process = start("ingest", big_export, "-w", wh, "-q")
         time.sleep(duration * (0.05 + 1.05 * i / (KILLS - 1)))
         process.send_signal(signal.SIGKILL)
