@@ -7,8 +7,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -42,17 +41,14 @@ class Stopped(BaseException):
         super().__init__(self.signal_name)
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    def stop(number: int, _frame: object) -> None:
-        raise Stopped(number)
+_received: list[int] = []
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+
+def _stop(number: int, _frame: object) -> None:
+    # Remembered as well as raised: DuckDB turns an exception raised inside a running query
+    # into its own "Query interrupted" error.
+    _received.append(number)
+    raise Stopped(number)
 
 
 def _user_errors(func: F) -> F:
@@ -70,13 +66,13 @@ def _user_errors(func: F) -> F:
                 click.echo(report.to_text())
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except Stopped as exc:
-            click.echo(f"error: stopped by {exc.signal_name}; the warehouse is as it was", err=True)
-            sys.exit(128 + exc.signal_number)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted; the warehouse is as it was", err=True)
-            sys.exit(130)
-        except Exception as exc:
+        except (Stopped, KeyboardInterrupt, Exception) as exc:
+            if _received or isinstance(exc, Stopped | KeyboardInterrupt):
+                number = _received[0] if _received else signal.SIGINT
+                name = signal.Signals(number).name
+                click.echo(f"error: stopped by {name}; the warehouse is as it was", err=True)
+                sys.exit(128 + number)
+            assert isinstance(exc, Exception)
             if os.environ.get("SESSIONS_DEBUG"):
                 traceback.print_exc()
             click.echo(
@@ -102,6 +98,9 @@ def main() -> None:
       sessions generate exports/          # synthetic exports to try things on
       sessions ingest exports/            # into data/warehouse/
     """
+    # A stop request unwinds whatever runs, so that an ingest abandons its run cleanly.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _stop)
 
 
 @main.command()
@@ -171,8 +170,7 @@ def ingest(
     from pipeline.pii import PiiMode
 
     options = Options(naive_timezone, max_reject_rate, force, PiiMode(pii))
-    with _stop_on_signals():
-        report = run_ingest(paths, warehouse, options, notify=lambda m: click.echo(m, err=True))
+    report = run_ingest(paths, warehouse, options, notify=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
@@ -315,3 +313,23 @@ def sql_command(query_text: str, fmt: str | None, warehouse: Path) -> None:
     from pipeline.output import render
 
     click.echo(render(query.sql(warehouse, query_text), _format(fmt)), nl=False)
+
+
+@main.command(name="check")
+@warehouse_option
+@_user_errors
+def check_command(warehouse: Path) -> None:
+    """Verify a warehouse and say how to repair what is wrong.
+
+    Reads every Parquet file whole, compares its columns with the session schema, looks for
+    sessions stored twice or under the wrong date, checks the manifest against the files and
+    the caller-identity mode, and opens the views. Exit 0 when all is well, 3 otherwise.
+    """
+    from pipeline.check import check
+    from pipeline.errors import WarehouseError
+
+    report = check(warehouse)
+    if report.problems:
+        click.echo(report.to_text(), err=True)
+        raise WarehouseError(f"{len(report.problems)} problem(s) found in {warehouse}")
+    click.echo(report.to_text())

@@ -40,10 +40,9 @@ def read(
 
 def _header(source: Source, line: bytes) -> list[str]:
     try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(source.path, "the CSV header is not UTF-8") from None
-    names = [name.strip() for name in next(csv.reader(io.StringIO(text)))]
+        names = [name.strip() for name in next(csv.reader(io.StringIO(line.decode())))]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(source.path, f"the CSV header cannot be read: {exc}") from None
     aliases = key_aliases()
     columns = [aliases.get(name, name) for name in names]
     repeated = sorted({c for c in columns if columns.count(c) > 1})

@@ -110,6 +110,10 @@ def _looks_like_ndjson(text: bytes) -> bool:
 def _is_json(line: bytes) -> bool:
     try:
         json.loads(line)
+    except RecursionError:
+        # Nested deeper than Python's parser goes, and no syntax error up to there: DuckDB's
+        # parser, which has no such limit, judges the line.
+        return True
     except ValueError:
         return False
     return True
@@ -118,7 +122,6 @@ def _is_json(line: bytes) -> bool:
 def _csv_header(text: bytes) -> list[str]:
     line = text.split(b"\n", 1)[0]
     try:
-        decoded = line.decode("utf-8")
-    except UnicodeDecodeError:
+        return [name.strip() for name in next(csv.reader(io.StringIO(line.decode())), [])]
+    except (UnicodeDecodeError, csv.Error):
         return []
-    return [name.strip() for name in next(csv.reader(io.StringIO(decoded)), [])]

@@ -1,0 +1,43 @@
+"""`sessions check` passes a sound warehouse and names what is wrong with a broken one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tests.conftest import ndjson, run_cli, session
+
+Write = Callable[[str, bytes], Path]
+
+
+def test_a_sound_warehouse(write: Write, wh: Path) -> None:
+    run_cli("ingest", write("a.ndjson", ndjson([session(n) for n in range(30)] + ["x"])), "-w", wh)
+    result = run_cli("check", "-w", wh)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"OK: {wh} holds 30 sessions in 28 files, 1 rejected rows")
+
+
+def test_a_corrupt_file_and_a_duplicated_session(write: Write, wh: Path) -> None:
+    run_cli("ingest", write("a.ndjson", ndjson([session(n) for n in range(30)])), "-w", wh)
+    files = sorted((wh / "sessions").glob("*/*.parquet"))
+    corrupt = files[0].resolve()
+    corrupt.write_bytes(b"garbage")
+    # Copy one partition's file into another date's folder: its sessions are then stored
+    # twice, and under a date that is not theirs.
+    copy = files[2].parent / "copy.parquet"
+    pq.write_table(pq.read_table(files[1].resolve()), copy.resolve())
+    result = run_cli("check", "-w", wh)
+    assert result.returncode == 3
+    assert f"{corrupt}: cannot be read" in result.stderr
+    assert "is stored 2 times" in result.stderr and "under another date" in result.stderr
+    assert "restore the file from an earlier snapshot" in result.stderr
+    assert f"'s1' is stored 2 times, in {files[1].resolve()}, {copy.resolve()}" in result.stderr
+    # corrupt, two sessions stored twice, misplaced, and the views that cannot read the file
+    assert result.stderr.splitlines()[-1] == f"error: 5 problem(s) found in {wh}"
+
+
+def test_not_a_warehouse(tmp_path: Path) -> None:
+    result = run_cli("check", "-w", tmp_path)
+    assert result.returncode == 3 and "is not a warehouse" in result.stderr
