@@ -128,3 +128,15 @@ def test_a_full_disk_is_an_error_and_nothing_changes(
     assert result.stderr.count("\n") == 1 and "File too large" in result.stderr
     assert tree(wh) == before
     assert state(wh) == (1, 1)
+
+
+def test_an_export_the_user_may_not_read(write: Write, wh: Path) -> None:
+    export = write("secret.ndjson", ndjson([session(1)]))
+    export.chmod(0o000)
+    result = subprocess.run(
+        [str(SESSIONS), "ingest", str(export), "-w", str(wh)],
+        capture_output=True, text=True, preexec_fn=without_root_overrides, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == f"error: {export}: cannot open: Permission denied\n"
+    assert not (wh / "sessions").exists()
