@@ -37,14 +37,24 @@ test: $(STAMP) $(DUCKDB1)/.installed ## Lint, type-check and run the tests
 	$(BIN)/mypy pipeline schemas
 	$(BIN)/pytest -q
 
+notebook: $(STAMP) ## Start JupyterLab on the project's environment (installs it, pinned, on first use)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-notebook.lock
+	SESSIONS_WAREHOUSE=$(abspath $(WAREHOUSE)) $(BIN)/jupyter lab notebooks/
+
+report: $(STAMP) ## Write report.html from the warehouse (make run first)
+	$(BIN)/sessions report --warehouse $(WAREHOUSE) --out report.html
+
 samples: $(STAMP) ## Regenerate the bundled sample exports (deterministic)
 	rm -rf data/samples
 	$(BIN)/sessions generate data/samples --sessions 3000 --seed 7
 
-lock: ## Re-pin requirements.lock from requirements.in (needs network)
-	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile requirements.in --generate-hashes --python-version 3.11 --universal -o requirements.lock
+lock: ## Re-pin the lock files from the .in files (needs network)
+	$(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv pip compile requirements.in --generate-hashes --python-version 3.11 --universal -o requirements.lock
+	cat requirements.in requirements-notebook.in | $(PYTHON) -m uv pip compile - --generate-hashes --python-version 3.11 --universal -o requirements-notebook.lock
+	$(PYTHON) -m uv pip compile requirements-duckdb1.in --generate-hashes --python-version 3.11 -o requirements-duckdb1.lock
 
 clean: ## Remove the virtualenv and the default warehouse
 	rm -rf $(VENV) $(WAREHOUSE)
 
-.PHONY: help setup run test samples lock clean
+.PHONY: help setup run test notebook report samples lock clean

@@ -302,8 +302,8 @@ def sql_command(query_text: str, fmt: str | None, warehouse: Path) -> None:
 
     \b
     Views: sessions, rejects, agent_duration_stats, channel_duration_stats,
-    prompt_version_duration_stats, agent_daily_duration_stats; and the table macros
-    <view>_for(since, until, agent, channel, include_tests) behind the stats views.
+    prompt_version_duration_stats, agent_daily_duration_stats, prompt_version_changes; and
+    the table macros <view>_for(since, until, agent, channel, include_tests) behind them.
 
     \b
     Example:
@@ -333,3 +333,47 @@ def check_command(warehouse: Path) -> None:
         click.echo(report.to_text(), err=True)
         raise WarehouseError(f"{len(report.problems)} problem(s) found in {warehouse}")
     click.echo(report.to_text())
+
+
+@main.command(name="report")
+@warehouse_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="report.html",
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First local date, inclusive.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last local date, inclusive.")
+@click.option("--agent", metavar="AGENT_ID", help="Only this agent_id.")
+@click.option("--channel", metavar="TYPE", help="Only this channel_manager_type.")
+@click.option("--include-tests", is_flag=True, help="Count test sessions too.")
+@_user_errors
+def report_command(
+    warehouse: Path,
+    out: Path,
+    since: datetime | None,
+    until: datetime | None,
+    agent: str | None,
+    channel: str | None,
+    include_tests: bool,
+) -> None:
+    """Write a self-contained HTML report: headline figures, charts and tables.
+
+    One file, charts embedded, nothing fetched from the network: open it on any laptop,
+    attach it to an e-mail, or print it. It says which period and filters it covers.
+    """
+    from pipeline import query
+    from pipeline.analysis import analyse
+    from pipeline.html_report import render
+
+    scope = query.Scope(
+        since=since.date() if since else None,
+        until=until.date() if until else None,
+        agent=agent,
+        channel=channel,
+        include_tests=include_tests,
+    )
+    out.write_text(render(analyse(warehouse, scope)))
+    click.echo(f"wrote {out}")

@@ -44,7 +44,7 @@ def test_every_view_example_runs(tmp_path: Path) -> None:
     assert run_cli("ingest", sample, "-w", tmp_path / "wh", "-q").returncode == 0
     con = duckdb.connect(str(tmp_path / "wh" / "sessions.duckdb"), read_only=True)
     examples = blocks("sql", "### The views")
-    assert len(examples) == 7
+    assert len(examples) == 8
     for query in examples:
         assert con.sql(query).fetchall(), query
 

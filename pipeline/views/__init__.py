@@ -18,6 +18,7 @@ VIEW_FILES = (
     "channel_duration_stats.sql",
     "prompt_version_duration_stats.sql",
     "agent_daily_duration_stats.sql",
+    "prompt_version_changes.sql",
 )
 
 # What `sessions stats --by` names, and the relation that answers it.

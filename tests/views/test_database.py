@@ -17,7 +17,7 @@ from tests.conftest import ndjson, run_cli, session
 
 ROOT = Path(__file__).parents[2]
 DUCKDB1 = ROOT / ".venv" / "duckdb1" / "bin" / "python"
-RELATIONS = ["sessions", "rejects", *views.STATS.values()]
+RELATIONS = ["sessions", "rejects", *views.STATS.values(), "prompt_version_changes"]
 
 COUNT_ALL = """
 import duckdb, json, sys
@@ -54,6 +54,7 @@ def test_opens_from_any_working_directory(warehouse: Path, tmp_path: Path) -> No
         "channel_duration_stats": 1,
         "prompt_version_duration_stats": 2,
         "agent_daily_duration_stats": 20,
+        "prompt_version_changes": 2,
     }
 
 

@@ -1,0 +1,122 @@
+"""The figures the notebook and the HTML report show, read from the warehouse's views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from pipeline import query
+from pipeline.query import Scope
+
+_SCOPE = "$since, $until, $agent, $channel, $include_tests"
+
+# Box-plot statistics per agent, computed in DuckDB so that the chart costs the same for
+# ten thousand sessions or ten million. Whiskers at the 5th and 95th percentiles.
+_DISTRIBUTION = f"""
+SELECT agent_id,
+    arg_max(agent_name, "timestamp") FILTER (WHERE agent_name IS NOT NULL) AS agent_name,
+    count(kept_duration) AS duration_count,
+    quantile_cont(kept_duration, 0.05) AS p05,
+    quantile_cont(kept_duration, 0.25) AS p25,
+    quantile_cont(kept_duration, 0.50) AS p50,
+    quantile_cont(kept_duration, 0.75) AS p75,
+    quantile_cont(kept_duration, 0.95) AS p95
+FROM sessions_in_scope({_SCOPE})
+WHERE kept_duration > 0
+GROUP BY agent_id
+ORDER BY p50
+"""
+
+_DAILY = f"""
+SELECT local_date,
+    count(*) FILTER (WHERE NOT excluded) AS session_count,
+    median(kept_duration) AS duration_p50_s,
+    quantile_cont(kept_duration, 0.9) AS duration_p90_s
+FROM sessions_in_scope({_SCOPE})
+GROUP BY local_date
+HAVING count(*) FILTER (WHERE NOT excluded) > 0
+ORDER BY local_date
+"""
+
+_HEADLINE = f"""
+SELECT
+    count(*) FILTER (WHERE NOT excluded) AS session_count,
+    count(kept_duration) AS duration_count,
+    count(DISTINCT agent_id) FILTER (WHERE NOT excluded) AS agent_count,
+    median(kept_duration) AS duration_p50_s,
+    quantile_cont(kept_duration, 0.9) AS duration_p90_s,
+    sum(kept_duration) / 3600 AS duration_total_h,
+    count(*) FILTER (WHERE excluded) AS test_sessions_excluded,
+    min(local_date) FILTER (WHERE NOT excluded) AS first_date,
+    max(local_date) FILTER (WHERE NOT excluded) AS last_date
+FROM sessions_in_scope({_SCOPE})
+"""
+
+_REJECTS = """
+SELECT coalesce(reason.field, 'record') AS field, reason.rule AS rule, count(*) AS reasons
+FROM (SELECT unnest(reasons) AS reason FROM rejects)
+GROUP BY ALL
+ORDER BY reasons DESC, field, rule
+"""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the report shows, for one scope."""
+
+    warehouse: Path
+    scope: Scope
+    headline: dict[str, Any]
+    agents: pl.DataFrame
+    channels: pl.DataFrame
+    prompt_versions: pl.DataFrame
+    distribution: pl.DataFrame
+    daily: pl.DataFrame
+    rejects: pl.DataFrame
+    rejected_rows: int
+
+    @property
+    def period(self) -> tuple[date | None, date | None]:
+        return self.headline["first_date"], self.headline["last_date"]
+
+
+def analyse(warehouse: Path, scope: Scope | None = None) -> Analysis:
+    """Read every figure of the report for `scope` (all sessions but tests by default)."""
+    scope = scope or Scope()
+    con = query.connect(warehouse)
+    params = {
+        "since": scope.since,
+        "until": scope.until,
+        "agent": scope.agent,
+        "channel": scope.channel,
+        "include_tests": scope.include_tests,
+    }
+
+    def frame(sql: str, bound: bool = True) -> pl.DataFrame:
+        result = pl.from_arrow(con.sql(sql, params=params if bound else None).to_arrow_table())
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    try:
+        headline = frame(_HEADLINE).to_dicts()[0]
+        return Analysis(
+            warehouse=warehouse,
+            scope=scope,
+            headline=headline,
+            agents=frame(f"SELECT * FROM agent_duration_stats_for({_SCOPE})"),
+            channels=frame(f"SELECT * FROM channel_duration_stats_for({_SCOPE})"),
+            prompt_versions=frame(f"SELECT * FROM prompt_version_changes_for({_SCOPE})"),
+            distribution=frame(_DISTRIBUTION),
+            daily=frame(_DAILY),
+            rejects=frame(_REJECTS, bound=False),
+            rejected_rows=con.sql("SELECT count(*) FROM rejects").fetchall()[0][0],
+        )
+    except duckdb.Error as exc:
+        raise query.QueryError(f"cannot read {warehouse}: {exc}") from None
+    finally:
+        con.close()
