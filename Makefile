@@ -39,7 +39,7 @@ test: $(STAMP) $(DUCKDB1)/.installed ## Lint, type-check and run the tests
 
 notebook: $(STAMP) ## Start JupyterLab on the project's environment (installs it, pinned, on first use)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-notebook.lock
-	SESSIONS_WAREHOUSE=$(abspath $(WAREHOUSE)) $(BIN)/jupyter lab notebooks/
+	SESSIONS_WAREHOUSE=$(abspath $(WAREHOUSE)) $(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 report: $(STAMP) ## Write report.html from the warehouse (make run first)
 	$(BIN)/sessions report --warehouse $(WAREHOUSE) --out report.html

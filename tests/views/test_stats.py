@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -195,3 +196,24 @@ def test_first_and_last_session_are_utc(truth: tuple[Path, list[dict[str, Any]]]
     (row, *_) = stats(wh, "agent", Scope()).to_pylist()
     assert isinstance(row["first_session_at"], datetime)
     assert row["first_session_at"].utcoffset().total_seconds() == 0
+
+
+def test_prompt_version_changes(truth: tuple[Path, list[dict[str, Any]]]) -> None:
+    wh, rows = truth
+    versions: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    for row in rows:
+        if not row["is_test"] and row["duration"] is not None:
+            versions[(row["prompt_id"], row["prompt_version_number"])].append(row["duration"])
+    con = duckdb.connect(str(wh / "sessions.duckdb"), read_only=True)
+    table = con.sql("select * from prompt_version_changes").pl().to_dicts()
+    assert len(table) == len(versions)
+    for row in table:
+        p50 = float(np.percentile(versions[(row["prompt_id"], row["prompt_version_number"])], 50))
+        assert math.isclose(row["duration_p50_s"], p50)
+        previous = versions.get((row["prompt_id"], row["prompt_version_number"] - 1))
+        if previous is None:
+            assert row["duration_p50_change_s"] is None and row["previous_version_number"] is None
+        else:
+            change = p50 - float(np.percentile(previous, 50))
+            assert math.isclose(row["duration_p50_change_s"], change, abs_tol=1e-9)
+            assert row["previous_duration_count"] == len(previous)
