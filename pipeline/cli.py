@@ -134,7 +134,9 @@ def main() -> None:
 @click.option(
     "--force", is_flag=True, help="Ingest files again even if their content was ingested before."
 )
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress)."
+)
 @_user_errors
 def ingest(
     paths: tuple[str, ...],
@@ -168,9 +170,18 @@ def ingest(
     from pipeline.ingest import Options
     from pipeline.ingest import ingest as run_ingest
     from pipeline.pii import PiiMode
+    from pipeline.progress import Progress
 
     options = Options(naive_timezone, max_reject_rate, force, PiiMode(pii))
-    report = run_ingest(paths, warehouse, options, notify=lambda m: click.echo(m, err=True))
+    # Progress only where a person watches: a terminal, and not --quiet or --json.
+    progress = Progress() if sys.stderr.isatty() and not (quiet or as_json) else None
+    try:
+        report = run_ingest(
+            paths, warehouse, options, progress=progress, notify=lambda m: click.echo(m, err=True)
+        )
+    finally:
+        if progress is not None:
+            progress.done()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif not quiet:

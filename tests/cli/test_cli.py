@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ndjson, run_cli, session, tree
+from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
 
 Write = Callable[[str, bytes], Path]
 
@@ -123,3 +123,33 @@ def test_generate_is_deterministic_by_seed(tmp_path: Path) -> None:
         )
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
     assert tree(tmp_path / "a") != tree(tmp_path / "c")
+
+
+def test_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    from pipeline.generate import as_text, sessions
+
+    export = tmp_path / "big.ndjson"
+    as_text(sessions(60_000, seed=1)).write_ndjson(export)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [str(SESSIONS), "ingest", str(export), "-w", str(tmp_path / "wh")],
+        stdout=subprocess.PIPE, stderr=follower, text=True,
+    )  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait()
+    assert process.returncode == 0
+    assert b"rows read" in seen and b"rows/s" in seen
+    quiet = run_cli("ingest", export, "-w", tmp_path / "wh2")  # not a terminal: no progress
+    assert quiet.returncode == 0 and quiet.stderr == ""
