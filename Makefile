@@ -32,10 +32,14 @@ run: $(STAMP) ## Ingest the bundled sample exports in data/ into data/warehouse/
 	$(BIN)/sessions stats --by agent --warehouse $(WAREHOUSE) --format table
 
 test: $(STAMP) $(DUCKDB1)/.installed ## Lint, type-check and run the tests
-	$(BIN)/ruff check pipeline schemas tests
-	$(BIN)/ruff format --check pipeline schemas tests
+	$(BIN)/ruff check pipeline schemas tests bench
+	$(BIN)/ruff format --check pipeline schemas tests bench
 	$(BIN)/mypy pipeline schemas
 	$(BIN)/pytest -q
+
+BENCH_ARGS ?=
+bench: $(STAMP) ## Benchmark ingest and views against DuckDB's own readers (about 30 min; BENCH_ARGS="--scale 0.1")
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 notebook: $(STAMP) ## Start JupyterLab on the project's environment (installs it, pinned, on first use)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-notebook.lock
@@ -57,4 +61,4 @@ lock: ## Re-pin the lock files from the .in files (needs network)
 clean: ## Remove the virtualenv and the default warehouse
 	rm -rf $(VENV) $(WAREHOUSE)
 
-.PHONY: help setup run test notebook report samples lock clean
+.PHONY: help setup run test bench notebook report samples lock clean

@@ -268,7 +268,7 @@ def _quarantined(
         element.alias("element"),
         pl.col("_item").alias("item"),
         pl.concat_str(place, item, ignore_nulls=True).alias("position"),
-        pl.col("_record").alias("record"),
+        pl.col("_record").str.strip_chars_end("\r\n").alias("record"),
         pl.col("_reasons").alias("reasons"),
         pl.col("_reasons")
         .list.eval(

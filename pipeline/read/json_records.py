@@ -19,7 +19,8 @@ from schemas import SESSION_FIELDS, key_aliases
 
 # What every reader yields besides the session fields (all text) and `extra_fields`:
 # `_keys` the keys a JSON object had, `_line`/`_element`/`_item` its place in the file,
-# `_record` the text as received, `_error`/`_error_detail` why it could not be read.
+# `_record` the text as received (its line end may remain), `_error`/`_error_detail` why it
+# could not be read.
 META_COLUMNS = (
     "extra_fields",
     "_keys",
@@ -34,57 +35,60 @@ META_COLUMNS = (
 
 @cache
 def _extract_sql(from_bytes: bool) -> str:
-    spec = json.dumps({alias: "VARCHAR" for alias in key_aliases()})
+    # `items` is read as JSON text, to tell an API page from a session in the same parse.
+    spec = json.dumps({**{alias: "VARCHAR" for alias in key_aliases()}, "items": "JSON"})
     known = ", ".join(f"'{alias}'" for alias in key_aliases())
     columns = ",\n    ".join(_field_column(f.name, f.camel) for f in SESSION_FIELDS)
+    # Each text is parsed twice, for its keys and for its fields; `try` turns a text that is
+    # not JSON into nulls instead of failing the batch. Only the rare text without keys is
+    # parsed once more, to say what it is.
+    parse = f"try(json_keys(_text)) AS _keys, try(json_transform(_text, '{spec}')) AS _f"
+    kind = (
+        "CASE WHEN _keys IS NULL THEN NULL WHEN len(_keys) = 0 THEN json_type(_text) "
+        "ELSE 'OBJECT' END"
+    )
     return f"""
 WITH decoded AS ({_DECODE_BYTES if from_bytes else "SELECT * FROM batch"}),
-texts AS (
-  SELECT _line, _element, _error,
-    CASE WHEN _error IS NULL AND json_valid(_text) THEN _text END AS _json,
-    rtrim(coalesce(_text, _raw), chr(10) || chr(13)) AS _record
+tops AS (
+  SELECT _line, _element, _text, _error,
+    -- As read, line end included: trimming every row costs more than trimming the rejected.
+    coalesce(_text, _raw) AS _record, {parse}
   FROM decoded
 ),
-typed AS (
-  SELECT *, json_type(_json) AS _type,
-    CASE WHEN json_type(_json) = 'OBJECT' AND json_type(_json, '$.items') = 'ARRAY'
-      THEN _json END AS _page
-  FROM texts
+pages AS (
+  SELECT _line, _element, _f.items AS _items FROM tops WHERE starts_with(_f.items, '[')
 ),
-records AS (
-  SELECT _line, _element, NULL::BIGINT AS _item, _record,
-    coalesce(_error, CASE WHEN _json IS NULL THEN 'invalid_json'
-                          WHEN _type <> 'OBJECT' THEN 'not_an_object' END) AS _error,
-    {_kind("_type")} AS _error_detail,
-    CASE WHEN _type = 'OBJECT' THEN _json END AS _obj
-  FROM typed WHERE _page IS NULL
-  UNION ALL
-  SELECT _line, _element, _item, _item_json::VARCHAR,
-    CASE WHEN json_type(_item_json) <> 'OBJECT' THEN 'not_an_object' END,
-    {_kind("json_type(_item_json)")},
-    CASE WHEN json_type(_item_json) = 'OBJECT' THEN _item_json END
+items AS (
+  SELECT _line, _element, _item, _text, NULL AS _error, _text AS _record, {parse}
   FROM (
     SELECT _line, _element,
-      unnest(json_extract(_page, '$.items[*]'))::VARCHAR AS _item_json,
-      unnest(range(json_array_length(_page, '$.items')::BIGINT)) AS _item
-    FROM typed WHERE _page IS NOT NULL
+      unnest(json_extract(_items, '$[*]'))::VARCHAR AS _text,
+      unnest(range(json_array_length(_items)::BIGINT)) AS _item
+    FROM pages
   )
 ),
-fields AS (
-  SELECT *, json_keys(_obj) AS _keys, json_transform(_obj, '{spec}') AS _f
-  FROM records
+records AS (
+  SELECT _line, _element, NULL::BIGINT AS _item, * EXCLUDE (_line, _element) FROM tops
+  WHERE _f.items IS NULL OR NOT starts_with(_f.items, '[')
+  UNION ALL BY NAME
+  SELECT * FROM items
 ),
+typed AS (SELECT *, {kind} AS _type FROM records),
 unknown AS (
   SELECT *, list_distinct(list_filter(_keys, lambda k: NOT list_contains([{known}], k)))
     AS _unknown
-  FROM fields
+  FROM typed
 )
 SELECT
     {columns},
     CASE WHEN len(_unknown) > 0 THEN to_json(map_from_entries(list_transform(_unknown,
-      lambda k: struct_pack(key := k, value := json_extract(_obj,
+      lambda k: struct_pack(key := k, value := json_extract(_text,
         '/' || replace(replace(k, '~', '~0'), '/', '~1'))))))::VARCHAR END AS extra_fields,
-    _keys, _line, _element, _item, _record, _error, _error_detail
+    CASE WHEN _type = 'OBJECT' THEN _keys END AS _keys,
+    _line, _element, _item, _record,
+    coalesce(_error, CASE WHEN _keys IS NULL THEN 'invalid_json'
+                          WHEN _type <> 'OBJECT' THEN 'not_an_object' END) AS _error,
+    {_kind("_type")} AS _error_detail
 FROM unknown
 ORDER BY _element, _item NULLS FIRST
 """
