@@ -17,6 +17,7 @@ import click
 
 from pipeline import __version__
 from pipeline.errors import PipelineError
+from pipeline.query import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -233,6 +234,45 @@ format_option = click.option(
 )
 
 
+def scope_options(func: F) -> F:
+    """--since, --until, --agent, --channel and --include-tests, given to `func` as `scope`."""
+
+    @wraps(func)
+    def wrapper(
+        *args: Any,
+        since: datetime | None,
+        until: datetime | None,
+        agent: str | None,
+        channel: str | None,
+        include_tests: bool,
+        **kwargs: Any,
+    ) -> Any:
+        scope = Scope(
+            since=since.date() if since else None,
+            until=until.date() if until else None,
+            agent=agent,
+            channel=channel,
+            include_tests=include_tests,
+        )
+        return func(*args, scope=scope, **kwargs)
+
+    options = [
+        click.option(
+            "--since", type=click.DateTime(["%Y-%m-%d"]), help="First local date, inclusive."
+        ),
+        click.option(
+            "--until", type=click.DateTime(["%Y-%m-%d"]), help="Last local date, inclusive."
+        ),
+        click.option("--agent", metavar="AGENT_ID", help="Only this agent_id."),
+        click.option("--channel", metavar="TYPE", help="Only this channel_manager_type."),
+        click.option("--include-tests", is_flag=True, help="Count test sessions too."),
+    ]
+    decorated: Any = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
 def _format(fmt: str | None) -> str:
     return fmt or ("table" if sys.stdout.isatty() else "csv")
 
@@ -246,11 +286,7 @@ def _format(fmt: str | None) -> str:
     help="The breakdown: one row per agent, per channel, per prompt version, or per agent "
     "and local day.",
 )
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First local date, inclusive.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last local date, inclusive.")
-@click.option("--agent", metavar="AGENT_ID", help="Only this agent_id.")
-@click.option("--channel", metavar="TYPE", help="Only this channel_manager_type.")
-@click.option("--include-tests", is_flag=True, help="Count test sessions too.")
+@scope_options
 @format_option
 @click.option(
     "--all-columns", is_flag=True, help="Show every measure in the table and markdown formats."
@@ -260,11 +296,7 @@ def _format(fmt: str | None) -> str:
 @_user_errors
 def stats(
     by: str,
-    since: datetime | None,
-    until: datetime | None,
-    agent: str | None,
-    channel: str | None,
-    include_tests: bool,
+    scope: Scope,
     fmt: str | None,
     all_columns: bool,
     explain: bool,
@@ -287,13 +319,6 @@ def stats(
     if explain:
         click.echo(views.sql_text("metrics.md"), nl=False)
         return
-    scope = query.Scope(
-        since=since.date() if since else None,
-        until=until.date() if until else None,
-        agent=agent,
-        channel=channel,
-        include_tests=include_tests,
-    )
     table = query.stats(warehouse, by, scope)
     shown = None if all_columns else [*_STATS_KEYS[by], *_STATS_COLUMNS]
     output = _format(fmt)
@@ -355,36 +380,16 @@ def check_command(warehouse: Path) -> None:
     show_default=True,
     help="The HTML file to write.",
 )
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First local date, inclusive.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last local date, inclusive.")
-@click.option("--agent", metavar="AGENT_ID", help="Only this agent_id.")
-@click.option("--channel", metavar="TYPE", help="Only this channel_manager_type.")
-@click.option("--include-tests", is_flag=True, help="Count test sessions too.")
+@scope_options
 @_user_errors
-def report_command(
-    warehouse: Path,
-    out: Path,
-    since: datetime | None,
-    until: datetime | None,
-    agent: str | None,
-    channel: str | None,
-    include_tests: bool,
-) -> None:
+def report_command(warehouse: Path, out: Path, scope: Scope) -> None:
     """Write a self-contained HTML report: headline figures, charts and tables.
 
     One file, charts embedded, nothing fetched from the network: open it on any laptop,
     attach it to an e-mail, or print it. It says which period and filters it covers.
     """
-    from pipeline import query
     from pipeline.analysis import analyse
     from pipeline.html_report import render
 
-    scope = query.Scope(
-        since=since.date() if since else None,
-        until=until.date() if until else None,
-        agent=agent,
-        channel=channel,
-        include_tests=include_tests,
-    )
     out.write_text(render(analyse(warehouse, scope)))
     click.echo(f"wrote {out}")

@@ -155,14 +155,11 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     over the warehouse, a delivery replaces the stored session unless its content is equal.
     """
     stored = ", ".join(f'"{f.name}"' for f in STORED_FIELDS)
-    has_staged = any(run.accepted.glob("*.parquet"))
     staged = (
         f"read_parquet('{_quote(run.accepted)}/*.parquet')"
-        if has_staged
-        else "(SELECT * FROM staged_empty)"
+        if any(run.accepted.glob("*.parquet"))
+        else views.empty_relation(_STAGED)
     )
-    if not has_staged:
-        con.execute(f"CREATE TEMP TABLE staged_empty AS SELECT {_empty_staged_columns()} LIMIT 0")
     con.execute(f"""
         CREATE TEMP TABLE incoming AS
         SELECT {stored}, CAST("timestamp" AS DATE) AS "{PARTITION_COLUMN}"
@@ -230,27 +227,16 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     )
 
 
-def _empty_staged_columns() -> str:
-    columns = [f'NULL::{_duck_type(f.arrow_type)} AS "{f.name}"' for f in SESSION_FIELDS]
-    columns += [
-        'NULL::VARCHAR AS "extra_fields"',
-        'NULL::VARCHAR AS "source_file"',
-        'NULL::TIMESTAMPTZ AS "ingested_at"',
-        "NULL::BIGINT AS _file_seq",
-        "NULL::BIGINT AS _element",
-        "NULL::BIGINT AS _item",
-    ]
-    return ", ".join(columns)
-
-
-def _duck_type(arrow_type: object) -> str:
-    return {
-        "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
-        "string": "VARCHAR",
-        "int64": "BIGINT",
-        "double": "DOUBLE",
-        "bool": "BOOLEAN",
-    }[str(arrow_type)]
+# What ingest stages: the session fields, lineage, and each row's place among the deliveries.
+_STAGED = (
+    *((f.name, f.duckdb_type) for f in SESSION_FIELDS),
+    ("extra_fields", "VARCHAR"),
+    ("source_file", "VARCHAR"),
+    ("ingested_at", "TIMESTAMPTZ"),
+    ("_file_seq", "BIGINT"),
+    ("_element", "BIGINT"),
+    ("_item", "BIGINT"),
+)
 
 
 def _file_list(files: list[Path]) -> str:

@@ -38,6 +38,15 @@ _POLARS: dict[Kind, pl.DataType] = {
 }
 
 
+_DUCKDB: dict[Kind, str] = {
+    Kind.TIMESTAMP: "TIMESTAMPTZ",
+    Kind.STRING: "VARCHAR",
+    Kind.INT: "BIGINT",
+    Kind.FLOAT: "DOUBLE",
+    Kind.BOOL: "BOOLEAN",
+}
+
+
 @dataclass(frozen=True)
 class Field:
     """One column of the sessions dataset."""
@@ -60,6 +69,10 @@ class Field:
     @property
     def polars_type(self) -> pl.DataType:
         return _POLARS[self.kind]
+
+    @property
+    def duckdb_type(self) -> str:
+        return _DUCKDB[self.kind]
 
 
 def _f(name: str, kind: Kind, description: str, *, nullable: bool = True) -> Field:

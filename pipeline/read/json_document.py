@@ -54,11 +54,7 @@ def read(
                     }
                 )
                 element += n
-                raw = json_records.extract(con, batch)
-                if raw["_item"].is_not_null().any():
-                    for warning in json_records.page_warnings(con, batch):
-                        warn(warning)
-                yield raw
+                yield json_records.sessions_of(con, batch, warn)
         except (duckdb.Error, pa.ArrowException, OSError) as exc:
             # Errors found while streaming reach us through Arrow's reader, as OSError.
             raise InputError(source.path, _first_line(exc)) from None

@@ -9,6 +9,7 @@ not a JSON object, why. Typing the values is the transform's job.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 
 import duckdb
@@ -150,6 +151,17 @@ def extract(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> pl.DataFrame:
         return pl.from_arrow(result)  # type: ignore[return-value]
     finally:
         con.unregister("batch")
+
+
+def sessions_of(
+    con: duckdb.DuckDBPyConnection, batch: pa.Table, warn: Callable[[str], None]
+) -> pl.DataFrame:
+    """`extract`, and a warning for every API page among the texts that disagrees with itself."""
+    raw = extract(con, batch)
+    if raw["_item"].is_not_null().any():
+        for warning in page_warnings(con, batch):
+            warn(warning)
+    return raw
 
 
 def page_warnings(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> list[str]:

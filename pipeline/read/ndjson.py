@@ -29,8 +29,4 @@ def read(
                 }
             )
             element += n
-            raw = json_records.extract(con, batch)
-            if raw["_item"].is_not_null().any():
-                for warning in json_records.page_warnings(con, batch):
-                    warn(warning)
-            yield raw
+            yield json_records.sessions_of(con, batch, warn)

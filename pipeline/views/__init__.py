@@ -33,14 +33,6 @@ DATABASE = "sessions.duckdb"
 # Written in the oldest storage format DuckDB 1.x reads, so every 1.x client opens it.
 STORAGE_VERSION = "v1.0.0"
 
-_DUCK_TYPES = {
-    "timestamp": "TIMESTAMPTZ",
-    "string": "VARCHAR",
-    "int": "BIGINT",
-    "float": "DOUBLE",
-    "bool": "BOOLEAN",
-}
-
 _REJECT_COLUMNS = (
     ("ingested_at", "TIMESTAMPTZ"),
     ("source_file", "VARCHAR"),
@@ -75,7 +67,7 @@ def statements(sessions: list[Path], rejects: list[Path]) -> list[str]:
         "{{ rejects_parquet }}": (
             f"read_parquet({_paths(rejects)}, union_by_name = true)"
             if rejects
-            else _empty(_REJECT_COLUMNS)
+            else empty_relation(_REJECT_COLUMNS)
         ),
     }
     result: list[str] = []
@@ -93,13 +85,13 @@ def _paths(files: list[Path]) -> str:
 
 
 def _empty_sessions() -> str:
-    columns = [(f.name, _DUCK_TYPES[f.kind.value]) for f in STORED_FIELDS]
-    return _empty((*columns, (PARTITION_COLUMN, "DATE")))
+    columns = [(f.name, f.duckdb_type) for f in STORED_FIELDS]
+    return empty_relation((*columns, (PARTITION_COLUMN, "DATE")))
 
 
-def _empty(columns: tuple[tuple[str, str], ...]) -> str:
-    """A relation with `columns` and no rows: with no Parquet file yet, the views answer
-    with no rows instead of a missing-file error."""
+def empty_relation(columns: tuple[tuple[str, str], ...]) -> str:
+    """A relation with `columns` (name, DuckDB type) and no rows: with no Parquet file yet,
+    a query answers with no rows instead of a missing-file error."""
     typed = ", ".join(f'cast(null as {duck_type}) as "{name}"' for name, duck_type in columns)
     return f"(select {typed} limit 0)"
 
