@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from pipeline import query
-from pipeline.query import Scope
+from pipeline.scope import Scope
 
 _SCOPE = "$since, $until, $agent, $channel, $include_tests"
 

@@ -74,8 +74,9 @@ def check(root: Path) -> CheckReport:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     if readable:
-        paths = [str(p) for p in readable]
-        source = f"read_parquet({paths!r}, hive_partitioning = true, filename = true)"
+        source = (
+            f"read_parquet({views.sql_paths(readable)}, hive_partitioning = true, filename = true)"
+        )
         (report.sessions,) = con.sql(f"SELECT count(*) FROM {source}").fetchall()[0]
         duplicates = con.sql(
             f"SELECT session_key, count(*), list(DISTINCT filename ORDER BY filename) "
@@ -124,9 +125,8 @@ def _check_manifest(
             )
         report.rejects += pq.ParquetFile(path).metadata.num_rows
     if files and found.pii_mode in ("pseudonymise", "drop"):
-        paths = [str(p) for p in files]
         raw = con.sql(
-            f"SELECT count(*) FROM read_parquet({paths!r}) WHERE source IS NOT NULL"
+            f"SELECT count(*) FROM read_parquet({views.sql_paths(files)}) WHERE source IS NOT NULL"
             + (" AND NOT starts_with(source, 'pii:')" if found.pii_mode == "pseudonymise" else "")
         ).fetchall()[0][0]
         if raw:

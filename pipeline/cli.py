@@ -17,7 +17,7 @@ import click
 
 from pipeline import __version__
 from pipeline.errors import PipelineError
-from pipeline.query import Scope
+from pipeline.scope import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -11,23 +9,15 @@ import pyarrow as pa
 
 from pipeline import views
 from pipeline.errors import PipelineError, WarehouseError
+from pipeline.scope import Scope
+
+__all__ = ["QueryError", "Scope", "connect", "sql", "stats"]
 
 
 class QueryError(PipelineError):
     """The SQL a user gave did not run."""
 
     exit_code = 2
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which sessions a statistic covers; None does not filter."""
-
-    since: date | None = None
-    until: date | None = None
-    agent: str | None = None
-    channel: str | None = None
-    include_tests: bool = False
 
 
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:

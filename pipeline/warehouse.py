@@ -69,14 +69,6 @@ class MergeResult:
     partitions_written: int
 
 
-def sessions_dir(warehouse: Path) -> Path:
-    return warehouse / "sessions"
-
-
-def rejects_dir(warehouse: Path) -> Path:
-    return warehouse / "rejects"
-
-
 @contextmanager
 def locked(warehouse: Path) -> Iterator[None]:
     """Hold the warehouse's ingest lock. The OS releases it when the process dies, so a
@@ -155,10 +147,10 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     over the warehouse, a delivery replaces the stored session unless its content is equal.
     """
     stored = ", ".join(f'"{f.name}"' for f in STORED_FIELDS)
+    # Files named one by one, never a glob: the warehouse's own path may hold `[` or `*`.
+    accepted = sorted(run.accepted.glob("*.parquet"))
     staged = (
-        f"read_parquet('{_quote(run.accepted)}/*.parquet')"
-        if any(run.accepted.glob("*.parquet"))
-        else views.empty_relation(_STAGED)
+        f"read_parquet({views.sql_paths(accepted)})" if accepted else views.empty_relation(_STAGED)
     )
     con.execute(f"""
         CREATE TEMP TABLE incoming AS
@@ -174,7 +166,7 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     current = _current_files(run.warehouse)
     existing = (
         f"""SELECT session_key, content_hash, "{PARTITION_COLUMN}" AS old_date
-            FROM read_parquet({_file_list(current)}, hive_partitioning = true)"""
+            FROM read_parquet({views.sql_paths(current)}, hive_partitioning = true)"""
         if current
         else "SELECT NULL::VARCHAR AS session_key, NULL::VARCHAR AS content_hash, "
         "NULL::DATE AS old_date LIMIT 0"
@@ -201,7 +193,7 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     kept_from = [p for p in current if _partition_of(p) in {str(d) for d in affected}]
     kept = (
         f"""SELECT {stored}, "{PARTITION_COLUMN}"
-            FROM read_parquet({_file_list(kept_from)}, hive_partitioning = true)
+            FROM read_parquet({views.sql_paths(kept_from)}, hive_partitioning = true)
             WHERE session_key NOT IN (
                 SELECT session_key FROM compared WHERE outcome = 'updated')"""
         if kept_from
@@ -237,10 +229,6 @@ _STAGED = (
     ("_element", "BIGINT"),
     ("_item", "BIGINT"),
 )
-
-
-def _file_list(files: list[Path]) -> str:
-    return "[" + ", ".join(f"'{_quote(p)}'" for p in files) + "]"
 
 
 def _partition_of(path: Path) -> str:
@@ -280,11 +268,12 @@ def _build_snapshot(run: Run, current: list[Path], replaced: set[str], written: 
 
 def add_rejects(run: Run, con: duckdb.DuckDBPyConnection) -> None:
     """Put the run's quarantined rows into the new snapshot as one Parquet file."""
-    if not any(run.rejected.glob("*.parquet")):
+    rejected = sorted(run.rejected.glob("*.parquet"))
+    if not rejected:
         return
     target = run.snapshot / "rejects" / f"ingest-{run.run_id}.parquet"
     con.execute(f"""
-        COPY (SELECT * FROM read_parquet('{_quote(run.rejected)}/*.parquet')
+        COPY (SELECT * FROM read_parquet({views.sql_paths(rejected)})
               ORDER BY _file_seq, element, item NULLS FIRST)
         TO '{_quote(target)}' (FORMAT parquet, COMPRESSION zstd)
     """)

@@ -60,12 +60,12 @@ def statements(sessions: list[Path], rejects: list[Path]) -> list[str]:
     """
     replacements = {
         "{{ sessions_parquet }}": (
-            f"read_parquet({_paths(sessions)}, hive_partitioning = true, union_by_name = true)"
+            f"read_parquet({sql_paths(sessions)}, hive_partitioning = true, union_by_name = true)"
             if sessions
             else _empty_sessions()
         ),
         "{{ rejects_parquet }}": (
-            f"read_parquet({_paths(rejects)}, union_by_name = true)"
+            f"read_parquet({sql_paths(rejects)}, union_by_name = true)"
             if rejects
             else empty_relation(_REJECT_COLUMNS)
         ),
@@ -79,7 +79,8 @@ def statements(sessions: list[Path], rejects: list[Path]) -> list[str]:
     return result
 
 
-def _paths(files: list[Path]) -> str:
+def sql_paths(files: list[Path]) -> str:
+    """A DuckDB list literal of the files' absolute paths, quoted."""
     quoted = (str(path.resolve()).replace("'", "''") for path in files)
     return "[" + ", ".join(f"'{path}'" for path in quoted) + "]"
 

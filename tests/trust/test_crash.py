@@ -79,10 +79,12 @@ def test_sigterm_stops_cleanly_and_changes_nothing(
         run_cli("ingest", write("a.ndjson", ndjson([session(1)])), "-w", wh, "-q").returncode == 0
     )
     before = tree(wh)
-    stops = [(signal.SIGTERM, 143, delay) for delay in (0.3, 0.7, 1.1)]
-    stops += [(signal.SIGINT, 130, delay) for delay in (0.5, 0.9)]
+    stops = [(signal.SIGTERM, 143, delay) for delay in (0.0, 0.4, 0.8)]
+    stops += [(signal.SIGINT, 130, delay) for delay in (0.2, 0.6)]
     for signal_number, code, delay in stops:
         process = start("ingest", big_export, "-w", wh)
+        while not list((wh / ".staging").glob("*")):  # the ingest has begun its work
+            time.sleep(0.01)
         time.sleep(delay)
         process.send_signal(signal_number)
         _, stderr = process.communicate(timeout=60)

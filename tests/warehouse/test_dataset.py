@@ -106,3 +106,14 @@ def test_rejects_are_kept_with_source_position_record_and_reasons(write: Write, 
         ("duration", "negative"),
         ("is_test", "not_a_boolean"),
     }
+
+
+def test_a_warehouse_path_with_quotes_and_spaces(write: Write, tmp_path: Path) -> None:
+    wh = tmp_path / "o'brien's warehouse [1]"
+    ingest([str(write("a.ndjson", ndjson([session(1), session(2)])))], wh)
+    ingest([str(write("b.ndjson", ndjson([session(2, duration=1.0), session(3)])))], wh)
+    con = duckdb.connect(str(wh / "sessions.duckdb"), read_only=True)
+    assert con.sql("select count(*) from sessions").fetchall() == [(3,)]
+    from pipeline.check import check
+
+    assert check(wh).problems == []
