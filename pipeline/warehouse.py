@@ -33,7 +33,9 @@ from pipeline.errors import WarehouseError
 from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
 SNAPSHOTS, STAGING, CURRENT = ".snapshots", ".staging", "current"
-MEMORY_LIMIT = "1GB"
+# DuckDB spills past this; with Python, polars and Arrow around it, an ingest stays under
+# 1 GiB (5M sessions: 925 MB peak RSS). At 1 GB the peak was 1.37 GB, for 3% less time.
+MEMORY_LIMIT = "512MB"
 
 
 @dataclass(frozen=True)
