@@ -122,15 +122,11 @@ def connect(run: Run) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection for the merge: UTC, and spilling into the run's staging folder."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET temp_directory = '{_quote(run.staging / 'spill')}'")
+    con.execute(f"SET temp_directory = {views.sql_path(run.staging / 'spill')}")
     con.execute("SET preserve_insertion_order = false")
     # Bounded memory whatever the size of the ingest: DuckDB spills past this.
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     return con
-
-
-def _quote(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _content_hash_sql() -> str:
@@ -208,7 +204,7 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
         union = f"{kept} UNION ALL {changed}" if kept else changed
         con.execute(f"""
             COPY (SELECT * FROM ({union}) ORDER BY "{PARTITION_COLUMN}", "timestamp")
-            TO '{_quote(written)}'
+            TO {views.sql_path(written)}
             (FORMAT parquet, PARTITION_BY ("{PARTITION_COLUMN}"), COMPRESSION zstd,
              FILENAME_PATTERN 'part-{run.run_id}-{{i}}', WRITE_PARTITION_COLUMNS false)
         """)
@@ -277,7 +273,7 @@ def add_rejects(run: Run, con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""
         COPY (SELECT * FROM read_parquet({views.sql_paths(rejected)})
               ORDER BY _file_seq, element, item NULLS FIRST)
-        TO '{_quote(target)}' (FORMAT parquet, COMPRESSION zstd)
+        TO {views.sql_path(target)} (FORMAT parquet, COMPRESSION zstd)
     """)
 
 

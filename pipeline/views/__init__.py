@@ -79,10 +79,14 @@ def statements(sessions: list[Path], rejects: list[Path]) -> list[str]:
     return result
 
 
+def sql_path(path: Path) -> str:
+    """A path as a DuckDB string literal, quotes and all."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 def sql_paths(files: list[Path]) -> str:
-    """A DuckDB list literal of the files' absolute paths, quoted."""
-    quoted = (str(path.resolve()).replace("'", "''") for path in files)
-    return "[" + ", ".join(f"'{path}'" for path in quoted) + "]"
+    """A DuckDB list literal of the files' absolute paths."""
+    return "[" + ", ".join(sql_path(path.resolve()) for path in files) + "]"
 
 
 def _empty_sessions() -> str:
@@ -101,8 +105,7 @@ def build_database(path: Path, sessions: list[Path], rejects: list[Path]) -> Non
     """Create the DuckDB database of views at `path` (which must not exist yet)."""
     con = duckdb.connect()
     try:
-        target = str(path).replace("'", "''")
-        con.execute(f"ATTACH '{target}' AS warehouse (STORAGE_VERSION '{STORAGE_VERSION}')")
+        con.execute(f"ATTACH {sql_path(path)} AS warehouse (STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute("USE warehouse")
         for statement in statements(sessions, rejects):
             con.execute(statement)
