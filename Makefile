@@ -38,7 +38,8 @@ test: $(STAMP) $(DUCKDB1)/.installed ## Lint, type-check and run the tests
 	$(BIN)/pytest -q
 
 BENCH_ARGS ?=
-bench: $(STAMP) ## Benchmark ingest and views against DuckDB's own readers (about 30 min; BENCH_ARGS="--scale 0.1")
+bench: $(STAMP) ## Benchmark ingest and views against DuckDB, polars and pandas (about 30 min; BENCH_ARGS="--scale 0.1")
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-bench.lock
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 notebook: $(STAMP) ## Start JupyterLab on the project's environment (installs it, pinned, on first use)
@@ -56,6 +57,7 @@ lock: ## Re-pin the lock files from the .in files (needs network)
 	$(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv pip compile requirements.in --generate-hashes --python-version 3.11 --universal -o requirements.lock
 	cat requirements.in requirements-notebook.in | $(PYTHON) -m uv pip compile - --generate-hashes --python-version 3.11 --universal -o requirements-notebook.lock
+	cat requirements.in requirements-bench.in | $(PYTHON) -m uv pip compile - --generate-hashes --python-version 3.11 --universal -o requirements-bench.lock
 	$(PYTHON) -m uv pip compile requirements-duckdb1.in --generate-hashes --python-version 3.11 -o requirements-duckdb1.lock
 
 clean: ## Remove the virtualenv and the default warehouse

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -17,6 +17,7 @@ from pipeline import manifest, pii, warehouse
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
 from pipeline.read import Source, read_export, sniff
+from pipeline.read.ahead import read_ahead
 from pipeline.report import FileReport, IngestReport, SkippedFile
 from pipeline.transform import parse
 from pipeline.validate import validate
@@ -196,7 +197,34 @@ def _ingest_file(
     progress: Progress | None,
 ) -> FileReport:
     stats = FileReport(source.name, source.format.value)
-    for batch_no, raw in enumerate(read_export(source, con, stats.warnings.append)):
+    # The reader runs in its own thread with its own connection (one DuckDB connection serves
+    # one thread at a time) and its own list of warnings, so that their order is the file's.
+    reader = con.cursor()
+    read_warnings: list[str] = []
+    batches = read_ahead(read_export(source, reader, read_warnings.append), reader.interrupt)
+    try:
+        _stage_batches(run, con, seq, source, options, key, progress, batches, stats)
+    finally:
+        batches.close()
+        reader.close()
+    stats.warnings[:0] = read_warnings
+    if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
+        raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
+    return stats
+
+
+def _stage_batches(
+    run: warehouse.Run,
+    con: duckdb.DuckDBPyConnection,
+    seq: int,
+    source: Source,
+    options: Options,
+    key: bytes | None,
+    progress: Progress | None,
+    batches: Iterator[pl.DataFrame],
+    stats: FileReport,
+) -> None:
+    for batch_no, raw in enumerate(batches):
         checked = validate(parse(raw, options.naive_timezone))
         ok = checked["_reasons"].list.len() == 0
         accepted, rejected = checked.filter(ok), checked.filter(~ok)
@@ -214,9 +242,6 @@ def _ingest_file(
         _warn_timezones(accepted, stats)
         if progress is not None:
             progress(source.name, len(raw))
-    if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
-        raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
-    return stats
 
 
 def _protect(

@@ -19,6 +19,7 @@ class Kind(Enum):
     INT = "int"
     FLOAT = "float"
     BOOL = "bool"
+    DATE = "date"
 
 
 _ARROW: dict[Kind, pyarrow.DataType] = {
@@ -27,6 +28,7 @@ _ARROW: dict[Kind, pyarrow.DataType] = {
     Kind.INT: pyarrow.int64(),
     Kind.FLOAT: pyarrow.float64(),
     Kind.BOOL: pyarrow.bool_(),
+    Kind.DATE: pyarrow.date32(),
 }
 
 _POLARS: dict[Kind, pl.DataType] = {
@@ -35,6 +37,7 @@ _POLARS: dict[Kind, pl.DataType] = {
     Kind.INT: pl.Int64(),
     Kind.FLOAT: pl.Float64(),
     Kind.BOOL: pl.Boolean(),
+    Kind.DATE: pl.Date(),
 }
 
 
@@ -44,6 +47,7 @@ _DUCKDB: dict[Kind, str] = {
     Kind.INT: "BIGINT",
     Kind.FLOAT: "DOUBLE",
     Kind.BOOL: "BOOLEAN",
+    Kind.DATE: "DATE",
 }
 
 
@@ -125,6 +129,13 @@ LINEAGE_FIELDS: tuple[Field, ...] = (
     ),
     _f("source_file", S, "The export file this version of the session came from", nullable=False),
     _f("ingested_at", Kind.TIMESTAMP, "When that ingest ran, UTC", nullable=False),
+    # Derived once at ingest, so that no query converts every timestamp to local time.
+    _f(
+        "local_date",
+        Kind.DATE,
+        "Date the session started in agent_timezone (UTC where that is missing or not IANA)",
+        nullable=False,
+    ),
 )
 
 STORED_FIELDS: tuple[Field, ...] = SESSION_FIELDS + LINEAGE_FIELDS

@@ -6,35 +6,59 @@ with scoped as (
     select * from sessions_in_scope(since, until, agent, channel, include_tests)
 ),
 
-final as (
+measured as (
     select
         prompt_id,
         prompt_version_number,
         prompt_version,
-        arg_max(prompt_name, "timestamp") filter (where prompt_name is not null) as prompt_name,
-        count(*) filter (where not excluded) as session_count,
+        arg_max(prompt_name, "timestamp") as prompt_name,
+        count(kept_timestamp) as session_count,
         count(kept_duration) as duration_count,
         sum(kept_duration) as duration_total_s,
         avg(kept_duration) as duration_mean_s,
         stddev_samp(kept_duration) as duration_stddev_s,
         min(kept_duration) as duration_min_s,
-        quantile_cont(kept_duration, 0.5) as duration_p50_s,
-        quantile_cont(kept_duration, 0.9) as duration_p90_s,
-        quantile_cont(kept_duration, 0.95) as duration_p95_s,
-        quantile_cont(kept_duration, 0.99) as duration_p99_s,
+        -- One sort for all four percentiles, not one each; no FILTER clauses:
+        -- a CASE inside the aggregate costs less.
+        quantile_cont(kept_duration, [0.5, 0.9, 0.95, 0.99]) as duration_percentiles,
         max(kept_duration) as duration_max_s,
-        count(*) filter (where kept_duration = 0) as zero_duration_count,
-        avg(case when excluded then null when user_terminated then 1.0 when not user_terminated then 0.0 end)
-            as user_terminated_share,
-        avg(case when excluded then null when is_outbound then 1.0 when not is_outbound then 0.0 end)
-            as outbound_share,
-        count(*) filter (where not excluded and is_legacy) as legacy_session_count,
-        count(*) filter (where excluded) as test_sessions_excluded,
-        min("timestamp") filter (where not excluded) as first_session_at,
-        max("timestamp") filter (where not excluded) as last_session_at
+        count(case when kept_duration = 0 then 1 end) as zero_duration_count,
+        avg(case when not excluded then user_terminated::double end) as user_terminated_share,
+        avg(case when not excluded then is_outbound::double end) as outbound_share,
+        count(case when not excluded and is_legacy then 1 end) as legacy_session_count,
+        count(*) - count(kept_timestamp) as test_sessions_excluded,
+        min(kept_timestamp) as first_session_at,
+        max(kept_timestamp) as last_session_at
     from scoped
     group by prompt_id, prompt_version_number, prompt_version
-    having count(*) filter (where not excluded) > 0
+    having count(kept_timestamp) > 0
+),
+
+final as (
+    select
+        prompt_id,
+        prompt_version_number,
+        prompt_version,
+        prompt_name,
+        session_count,
+        duration_count,
+        duration_total_s,
+        duration_mean_s,
+        duration_stddev_s,
+        duration_min_s,
+        duration_percentiles[1] as duration_p50_s,
+        duration_percentiles[2] as duration_p90_s,
+        duration_percentiles[3] as duration_p95_s,
+        duration_percentiles[4] as duration_p99_s,
+        duration_max_s,
+        zero_duration_count,
+        user_terminated_share,
+        outbound_share,
+        legacy_session_count,
+        test_sessions_excluded,
+        first_session_at,
+        last_session_at
+    from measured
 )
 
 select * from final
