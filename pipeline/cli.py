@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -52,6 +52,29 @@ def _stop(number: int, _frame: object) -> None:
     raise Stopped(number)
 
 
+def _exit_stopped(number: int) -> NoReturn:
+    click.echo(
+        f"error: stopped by {signal.Signals(number).name}; the warehouse is as it was", err=True
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The run is abandoned by now. Leave without the interpreter's shutdown: a DuckDB or
+    # polars worker thread still finishing the interrupted work would want the GIL then,
+    # and a thread refused it at shutdown aborts the process (exit -6 instead of 128+n).
+    os._exit(128 + number)
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    if os.environ.get("SESSIONS_DEBUG"):
+        traceback.print_exception(exc)
+    click.echo(
+        f"internal error: {type(exc).__name__}: {exc} "
+        "(a bug; SESSIONS_DEBUG=1 shows the traceback)",
+        err=True,
+    )
+    sys.exit(70)
+
+
 def _user_errors(func: F) -> F:
     """Turn every failure into one line on stderr and an exit code, never a traceback."""
 
@@ -59,7 +82,13 @@ def _user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except PipelineError as exc:
+        except (Stopped, KeyboardInterrupt, Exception) as exc:
+            # After a signal, whatever unwound (DuckDB may wrap our exception in its own) is
+            # the stop.
+            if _received or isinstance(exc, Stopped | KeyboardInterrupt):
+                _exit_stopped(_received[0] if _received else signal.SIGINT)
+            if not isinstance(exc, PipelineError):
+                _internal_error(exc)
             report = getattr(exc, "report", None)
             if report is not None and kwargs.get("as_json"):
                 click.echo(json.dumps(report.to_dict(), indent=2))
@@ -67,21 +96,6 @@ def _user_errors(func: F) -> F:
                 click.echo(report.to_text())
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except (Stopped, KeyboardInterrupt, Exception) as exc:
-            if _received or isinstance(exc, Stopped | KeyboardInterrupt):
-                number = _received[0] if _received else signal.SIGINT
-                name = signal.Signals(number).name
-                click.echo(f"error: stopped by {name}; the warehouse is as it was", err=True)
-                sys.exit(128 + number)
-            assert isinstance(exc, Exception)
-            if os.environ.get("SESSIONS_DEBUG"):
-                traceback.print_exc()
-            click.echo(
-                f"internal error: {type(exc).__name__}: {exc} "
-                "(a bug; SESSIONS_DEBUG=1 shows the traceback)",
-                err=True,
-            )
-            sys.exit(70)
 
     return wrapper  # type: ignore[return-value]
 
