@@ -90,15 +90,20 @@ def normalised(identity: pl.Expr) -> pl.Expr:
 
 
 def pseudonymise(con: duckdb.DuckDBPyConnection, identities: pl.Series, key: bytes) -> pl.Series:
-    """HMAC-SHA256 of each normalised identity, in DuckDB (no Python per row)."""
+    """HMAC-SHA256 of each normalised identity, in DuckDB (no Python per row).
+
+    Each distinct identity is hashed once: callers call again, and a hash costs more than a
+    lookup.
+    """
     padded = key if len(key) <= 64 else hashlib.sha256(key).digest()
     padded = padded.ljust(64, b"\0")
-    frame = pl.DataFrame({"identity": identities}).select(normalised(pl.col("identity")))
-    con.register("identities", frame.to_arrow())
+    normal = pl.DataFrame({"identity": identities}).select(normalised(pl.col("identity")))
+    distinct = normal.unique().drop_nulls()
+    con.register("identities", distinct.to_arrow())
     try:
         result = con.sql(
-            f"""SELECT CASE WHEN identity IS NOT NULL THEN '{PREFIX}' || left(
-                    sha256($opad || unhex(sha256($ipad || encode(identity)))), 32) END AS p
+            f"""SELECT identity, '{PREFIX}' || left(
+                    sha256($opad || unhex(sha256($ipad || encode(identity)))), 32) AS p
                 FROM identities""",
             params={
                 "ipad": bytes(b ^ 0x36 for b in padded),
@@ -107,8 +112,9 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, identities: pl.Series, key: byt
         ).to_arrow_table()
     finally:
         con.unregister("identities")
-    pseudonyms = pl.from_arrow(result["p"])
-    assert isinstance(pseudonyms, pl.Series)
+    hashed = pl.from_arrow(result)
+    assert isinstance(hashed, pl.DataFrame)
+    pseudonyms = normal.join(hashed, on="identity", how="left", maintain_order="left")["p"]
     return pseudonyms.alias(identities.name)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.ingest import ingest
+from pipeline.ingest import Options, ingest
 from tests.conftest import ndjson, rejects, session, stored, tree
 
 Write = Callable[[str, bytes], Path]
@@ -170,3 +171,12 @@ def test_a_missing_file_is_an_error(tmp_path: Path, wh: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         ingest([str(tmp_path / "nope.ndjson")], wh)
     assert not (wh / "sessions").exists()
+
+
+def test_timestamp_layouts_mixed_in_one_file(write: Write, wh: Path) -> None:
+    # Most lines in the exported layout, a few in others: every one is read, in one batch.
+    layouts = ["2026-10-01T12:30:00Z", "2026-10-01 14:30:00+02:00", "2026-10-01T07:30:00"]
+    records = [session(n, timestamp=layouts[n % 3] if n < 3 else layouts[0]) for n in range(50)]
+    report = ingest([str(write("mixed.ndjson", ndjson(records)))], wh, Options("America/Chicago"))
+    assert report.rows_accepted == 50
+    assert {r["timestamp"] for r in stored(wh)} == {datetime(2026, 10, 1, 12, 30, tzinfo=UTC)}

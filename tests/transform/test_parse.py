@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from pipeline.transform import parse_boolean, parse_float, parse_integer, parse_timestamp
+from pipeline.transform import (
+    parse_boolean,
+    parse_float,
+    parse_integer,
+    parse_timestamp,
+    parse_timestamp_as_exported,
+)
 
 
 def parsed(expr: pl.Expr, values: list[str | None]) -> list[object]:
@@ -39,6 +45,24 @@ def utc(*args: int) -> datetime:
 )
 def test_timestamps(text: str | None, expected: datetime | None) -> None:
     assert parsed(parse_timestamp(pl.col("v")), [text]) == [expected]
+
+
+def test_the_exported_layout_reads_as_the_full_parser_does() -> None:
+    # The one-pass reading of the usual layout must agree wherever it reads anything.
+    texts = [
+        "2026-10-01T12:30:00Z",
+        "2026-10-01T12:30:00.5Z",
+        "2026-10-01T12:30:00.123456789Z",
+        "2026-03-08T08:00:00Z",
+        "2026-10-01T14:30:00+02:00",
+        "2026-10-01T12:30:00",
+        " 2026-10-01T12:30:00Z ",
+        "2026-13-01T00:00:00Z",
+    ]
+    fast = parsed(parse_timestamp_as_exported(pl.col("v")), texts)
+    full = parsed(parse_timestamp(pl.col("v"), "America/Chicago"), texts)
+    assert fast[:4] == full[:4] and all(v is not None for v in fast[:4])
+    assert fast[4:] == [None] * 4  # left to the full parser
 
 
 def test_naive_timestamps_in_another_timezone() -> None:
