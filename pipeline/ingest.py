@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 import zoneinfo
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -203,7 +203,24 @@ def _ingest_file(
     read_warnings: list[str] = []
     batches = read_ahead(read_export(source, reader, read_warnings.append), reader.interrupt)
     try:
-        _stage_batches(run, con, seq, source, options, key, progress, batches, stats)
+        for batch_no, raw in enumerate(batches):
+            checked = validate(parse(raw, options.naive_timezone))
+            ok = checked["_reasons"].list.len() == 0
+            accepted, rejected = checked.filter(ok), checked.filter(~ok)
+            accepted, rejected = _protect(con, accepted, rejected, options.pii, key)
+            name = f"{seq:06d}-{batch_no:06d}.parquet"
+            if len(accepted):
+                _stored(accepted, source, seq, run).write_parquet(run.accepted / name)
+            if len(rejected):
+                _quarantined(rejected, source, seq, run).write_parquet(run.rejected / name)
+                stats.rejected_by_reason.update(_reason_counts(rejected))
+            stats.rows_read += len(raw)
+            stats.rows_accepted += len(accepted)
+            stats.rows_rejected += len(rejected)
+            stats.unknown_fields.update(_unknown_keys(raw))
+            _warn_timezones(accepted, stats)
+            if progress is not None:
+                progress(source.name, len(raw))
     finally:
         batches.close()
         reader.close()
@@ -211,37 +228,6 @@ def _ingest_file(
     if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
         raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
     return stats
-
-
-def _stage_batches(
-    run: warehouse.Run,
-    con: duckdb.DuckDBPyConnection,
-    seq: int,
-    source: Source,
-    options: Options,
-    key: bytes | None,
-    progress: Progress | None,
-    batches: Iterator[pl.DataFrame],
-    stats: FileReport,
-) -> None:
-    for batch_no, raw in enumerate(batches):
-        checked = validate(parse(raw, options.naive_timezone))
-        ok = checked["_reasons"].list.len() == 0
-        accepted, rejected = checked.filter(ok), checked.filter(~ok)
-        accepted, rejected = _protect(con, accepted, rejected, options.pii, key)
-        name = f"{seq:06d}-{batch_no:06d}.parquet"
-        if len(accepted):
-            _stored(accepted, source, seq, run).write_parquet(run.accepted / name)
-        if len(rejected):
-            _quarantined(rejected, source, seq, run).write_parquet(run.rejected / name)
-            stats.rejected_by_reason.update(_reason_counts(rejected))
-        stats.rows_read += len(raw)
-        stats.rows_accepted += len(accepted)
-        stats.rows_rejected += len(rejected)
-        stats.unknown_fields.update(_unknown_keys(raw))
-        _warn_timezones(accepted, stats)
-        if progress is not None:
-            progress(source.name, len(raw))
 
 
 def _protect(
