@@ -63,10 +63,11 @@ pages AS (
 items AS (
   SELECT _line, _element, _item, _text, NULL AS _error, _text AS _record, {parse}
   FROM (
+    -- Each page's items parsed once: their places come from the list, not another parse.
     SELECT _line, _element,
-      unnest(json_extract(_items, '$[*]'))::VARCHAR AS _text,
-      unnest(range(json_array_length(_items)::BIGINT)) AS _item
-    FROM pages
+      unnest(_list)::VARCHAR AS _text,
+      generate_subscripts(_list, 1) - 1 AS _item
+    FROM (SELECT _line, _element, json_extract(_items, '$[*]') AS _list FROM pages)
   )
 ),
 records AS (
@@ -127,14 +128,18 @@ def _field_column(name: str, camel: str) -> str:
 
 _PAGES_SQL = """
 SELECT _element, _line,
-  json_array_length(_page, '$.items') AS items,
-  TRY_CAST(_page ->> '$.page' AS BIGINT) AS page,
-  TRY_CAST(_page ->> '$.page_size' AS BIGINT) AS page_size,
-  TRY_CAST(_page ->> '$.total_count' AS BIGINT) AS total_count
+  json_array_length(_page.items) AS items,
+  TRY_CAST(_page.page AS BIGINT) AS page,
+  TRY_CAST(_page.page_size AS BIGINT) AS page_size,
+  TRY_CAST(_page.total_count AS BIGINT) AS total_count
 FROM (
-  SELECT _element, _line, CASE WHEN json_valid(_text) THEN _text END AS _page FROM {source}
+  -- One parse of each page for its counts, and one of its items to count them.
+  SELECT _element, _line, try(json_transform(_text,
+    '{{"items": "JSON", "page": "VARCHAR", "page_size": "VARCHAR", "total_count": "VARCHAR"}}'))
+    AS _page
+  FROM {source}
 )
-WHERE json_type(_page) = 'OBJECT' AND json_type(_page, '$.items') = 'ARRAY'
+WHERE starts_with(_page.items, '[')
 ORDER BY _element
 """
 
@@ -172,7 +177,7 @@ def sessions_of(
 def page_warnings(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> list[str]:
     """What the API pages among `batch`'s texts say that disagrees with their items."""
     source = "(" + _DECODE_BYTES + ")" if "_bytes" in batch.column_names else "batch"
-    con.register("batch", batch)
+    con.register("batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048)))
     try:
         rows = con.sql(_PAGES_SQL.format(source=source)).fetchall()
     finally:
