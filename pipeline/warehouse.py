@@ -34,9 +34,9 @@ from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
 SNAPSHOTS, STAGING, CURRENT = ".snapshots", ".staging", "current"
 # DuckDB spills past this; with Python, polars and Arrow around it, an ingest stays under
-# 1 GiB and about flat: peak RSS 689 MiB for 1M sessions, 810 MiB for 5M. At 512 MB the 5M
+# 1 GiB and about flat: peak RSS 604 MiB for 1M sessions, 693 MiB for 5M. At 512 MB the 5M
 # peak was 964 MiB (20% above 1M's), for 3% less time; at 1 GB, 1.37 GB.
-MEMORY_LIMIT = "400MB"
+MEMORY_LIMIT = "320MB"
 # A partition that has this many files is rewritten as one file when an ingest adds to it.
 MAX_FILES = 8
 
@@ -129,6 +129,10 @@ def connect(run: Run) -> duckdb.DuckDBPyConnection:
     con.execute("SET preserve_insertion_order = false")
     # Bounded memory whatever the size of the ingest: DuckDB spills past this.
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    # A partitioned write buffers this many rows per thread before it writes them out, and
+    # that buffer cannot spill: at DuckDB's default (524,288 rows) 5M sessions ran out of
+    # memory under the cap.
+    con.execute("SET partitioned_write_flush_threshold = 131072")
     return con
 
 
