@@ -79,9 +79,8 @@ def parse_boolean(text: pl.Expr) -> pl.Expr:
     )
 
 
-def _typed(field: Field, text: pl.Expr, naive_timezone: str) -> pl.Expr:
-    if field.kind is Kind.TIMESTAMP:
-        return parse_timestamp(text, naive_timezone)
+def _typed(field: Field, text: pl.Expr) -> pl.Expr:
+    # Timestamps are not here: `parse` reads them a batch at a time (see there).
     if field.kind is Kind.INT:
         return parse_integer(text)
     if field.kind is Kind.FLOAT:
@@ -135,10 +134,13 @@ def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
     """
     texts = {f.name: pl.col(f.name).replace("", None) for f in SESSION_FIELDS}
     typed = {f.name: f"{f.name}.typed" for f in SESSION_FIELDS}
+
+    def unread(name: str) -> pl.Expr:
+        """Text was there, and no value came of it."""
+        return texts[name].is_not_null() & pl.col(typed[name]).is_null()
+
     unparsed = [
-        pl.when(texts[f.name].is_not_null() & pl.col(typed[f.name]).is_null()).then(
-            _reason(f.name, _RULE_BY_KIND[f.kind], texts[f.name])
-        )
+        pl.when(unread(f.name)).then(_reason(f.name, _RULE_BY_KIND[f.kind], texts[f.name]))
         for f in SESSION_FIELDS
         if f.kind in _RULE_BY_KIND
     ]
@@ -158,11 +160,7 @@ def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
     first = raw.with_columns(
         parse_timestamp_as_exported(texts[name]).alias(typed[name]) for name in timestamps
     )
-    other_layouts = [
-        name
-        for name in timestamps
-        if first.select((texts[name].is_not_null() & pl.col(typed[name]).is_null()).any()).item()
-    ]
+    other_layouts = [name for name in timestamps if first.select(unread(name).any()).item()]
     return (
         first.with_columns(
             pl.coalesce(typed[name], parse_timestamp(texts[name], naive_timezone)).alias(
@@ -171,7 +169,7 @@ def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
             for name in other_layouts
         )
         .with_columns(
-            _typed(f, texts[f.name], naive_timezone).alias(typed[f.name])
+            _typed(f, texts[f.name]).alias(typed[f.name])
             for f in SESSION_FIELDS
             if f.kind is not Kind.TIMESTAMP
         )
