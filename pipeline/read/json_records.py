@@ -9,7 +9,8 @@ not a JSON object, why. Typing the values is the transform's job.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import duckdb
@@ -144,6 +145,17 @@ ORDER BY _element
 """
 
 
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Iterator[None]:
+    """`batch` as the relation `batch` on `con`, while the block runs."""
+    # In vector-sized pieces, so that DuckDB parses on every core, not one (twice as fast).
+    con.register("batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048)))
+    try:
+        yield
+    finally:
+        con.unregister("batch")
+
+
 def extract(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> pl.DataFrame:
     """Raw session columns of `batch`, one row per session it holds.
 
@@ -154,13 +166,9 @@ def extract(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> pl.DataFrame:
     if not from_bytes:
         batch = batch.append_column("_error", pa.nulls(len(batch), pa.string()))
         batch = batch.append_column("_raw", pa.nulls(len(batch), pa.string()))
-    # In vector-sized pieces, so that DuckDB parses on every core, not one (twice as fast).
-    con.register("batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048)))
-    try:
+    with _registered(con, batch):
         result = con.sql(_extract_sql(from_bytes)).to_arrow_table()
-        return pl.from_arrow(result)  # type: ignore[return-value]
-    finally:
-        con.unregister("batch")
+    return pl.from_arrow(result)  # type: ignore[return-value]
 
 
 def sessions_of(
@@ -177,11 +185,8 @@ def sessions_of(
 def page_warnings(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> list[str]:
     """What the API pages among `batch`'s texts say that disagrees with their items."""
     source = "(" + _DECODE_BYTES + ")" if "_bytes" in batch.column_names else "batch"
-    con.register("batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048)))
-    try:
+    with _registered(con, batch):
         rows = con.sql(_PAGES_SQL.format(source=source)).fetchall()
-    finally:
-        con.unregister("batch")
     return [w for row in rows if (w := _page_warning(*row))]
 
 
