@@ -145,9 +145,12 @@ def _content_hash_sql() -> str:
     return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
 
 
-# The rule the `sessions` view states for local times: the agent's timezone where it is an
-# IANA name DuckDB knows, else UTC.
-_LOCAL_DATE = """CAST(timezone(coalesce(_timezone, 'UTC'), "timestamp") AS DATE)"""
+# The rule the `sessions` view states for local times, spelled as it spells it: the agent's
+# timezone where it is an IANA name DuckDB knows, else UTC.
+_LOCAL_DATE = """CAST(timezone(
+    CASE WHEN agent_timezone IN (SELECT name FROM pg_timezone_names()) THEN agent_timezone
+         ELSE 'UTC' END,
+    "timestamp") AS DATE)"""
 
 
 def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
@@ -171,8 +174,6 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
             FROM (
                 SELECT *, {_content_hash_sql()} AS content_hash, {_LOCAL_DATE} AS local_date
                 FROM {staged}
-                LEFT JOIN (SELECT name AS _timezone FROM pg_timezone_names())
-                    ON _timezone = agent_timezone
             )
         )
     """)
@@ -207,29 +208,27 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
         LEFT JOIN ({existing}) e ON e.session_key = i.session_key
     """)
     counts = dict(con.execute("SELECT outcome, count(*) FROM compared GROUP BY ALL").fetchall())
-    affected = [
-        row[0]
-        for row in con.execute("""
-            SELECT DISTINCT d FROM (
-                SELECT new_date AS d FROM compared WHERE outcome <> 'unchanged'
-                UNION ALL SELECT old_date FROM compared WHERE outcome = 'updated')
-            ORDER BY d
+    # Every day the run changes, and whether it loses a row there (an updated session's old
+    # version) or only gains some.
+    changed_days = {
+        str(day): loses
+        for day, loses in con.execute("""
+            SELECT d, bool_or(loses) FROM (
+                SELECT new_date AS d, false AS loses FROM compared WHERE outcome <> 'unchanged'
+                UNION ALL SELECT old_date, true FROM compared WHERE outcome = 'updated')
+            GROUP BY d
         """).fetchall()
-    ]
-    # A partition that loses rows (an updated session's old version) is rewritten; one that
-    # only gains rows gets one more file, so that the cost follows the new data, not the
-    # warehouse. A partition with too many files is rewritten as one to keep reads fast.
+    }
+    # A partition that loses rows is rewritten; one that only gains rows gets one more file,
+    # so that the cost follows the new data, not the warehouse. A partition with too many
+    # files is rewritten as one to keep reads fast.
     files_in: dict[str, list[Path]] = {}
     for path in current:
         files_in.setdefault(_partition_of(path), []).append(path)
-    losing = {
-        str(row[0])
-        for row in con.execute(
-            "SELECT DISTINCT old_date FROM compared WHERE outcome = 'updated'"
-        ).fetchall()
-    }
     rewritten = {
-        d for d in map(str, affected) if d in losing or len(files_in.get(d, [])) >= MAX_FILES
+        day
+        for day, loses in changed_days.items()
+        if loses or len(files_in.get(day, [])) >= MAX_FILES
     }
     kept_from = [p for d in sorted(rewritten) for p in files_in.get(d, [])]
     kept = (
@@ -253,20 +252,16 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
         union = f"SELECT * FROM ({changed}) WHERE {in_rewritten}"
         if kept:
             union = f"{kept} UNION ALL {union}"
-        _write_partitions(con, union, written / "rewritten", f"part-{run.run_id}-{{i}}")
-    if len(rewritten) < len(affected):
-        _write_partitions(
-            con,
-            f"SELECT * FROM ({changed}) WHERE NOT {in_rewritten}",
-            written / "added",
-            f"part-{run.run_id}-{{i}}",
-        )
+        _write_partitions(con, union, written / "rewritten", run)
+    if len(rewritten) < len(changed_days):
+        added = f"SELECT * FROM ({changed}) WHERE NOT {in_rewritten}"
+        _write_partitions(con, added, written / "added", run)
     _build_snapshot(run, current, rewritten, written)
     return MergeResult(
         sessions_new=counts.get("new", 0),
         sessions_updated=counts.get("updated", 0),
         sessions_unchanged=counts.get("unchanged", 0),
-        partitions_written=len(affected),
+        partitions_written=len(changed_days),
     )
 
 
@@ -282,14 +277,12 @@ _STAGED = (
 )
 
 
-def _write_partitions(
-    con: duckdb.DuckDBPyConnection, rows: str, folder: Path, pattern: str
-) -> None:
+def _write_partitions(con: duckdb.DuckDBPyConnection, rows: str, folder: Path, run: Run) -> None:
     con.execute(f"""
         COPY ({rows})
         TO {views.sql_path(folder)}
         (FORMAT parquet, PARTITION_BY ("{PARTITION_COLUMN}"), COMPRESSION zstd,
-         FILENAME_PATTERN '{pattern}', WRITE_PARTITION_COLUMNS false)
+         FILENAME_PATTERN 'part-{run.run_id}-{{i}}', WRITE_PARTITION_COLUMNS false)
     """)
 
 
