@@ -31,7 +31,7 @@ def read(
         for records in chunks:
             if header is None:
                 header = _header(source, records.data[0].as_py())
-                records = Records(records.data[1:], records.line[1:])
+                records = Records(records.data[1:], records.line[1:], records.chunk)
             if len(records.data) == 0:
                 continue
             yield _parse(con, records, header, element)

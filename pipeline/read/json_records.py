@@ -36,7 +36,7 @@ META_COLUMNS = (
 
 
 @cache
-def _extract_sql(from_bytes: bool) -> str:
+def _extract_sql(from_bytes: bool, pages: bool) -> str:
     # `items` is read as JSON text, to tell an API page from a session in the same parse.
     spec = json.dumps({**{alias: "VARCHAR" for alias in key_aliases()}, "items": "JSON"})
     known = ", ".join(f"'{alias}'" for alias in key_aliases())
@@ -58,25 +58,7 @@ tops AS MATERIALIZED (
     coalesce(_text, _raw) AS _record, {parse}
   FROM decoded
 ),
-pages AS (
-  SELECT _line, _element, _f.items AS _items FROM tops WHERE starts_with(_f.items, '[')
-),
-items AS (
-  SELECT _line, _element, _item, _text, NULL AS _error, _text AS _record, {parse}
-  FROM (
-    -- Each page's items parsed once: their places come from the list, not another parse.
-    SELECT _line, _element,
-      unnest(_list)::VARCHAR AS _text,
-      generate_subscripts(_list, 1) - 1 AS _item
-    FROM (SELECT _line, _element, json_extract(_items, '$[*]') AS _list FROM pages)
-  )
-),
-records AS (
-  SELECT _line, _element, NULL::BIGINT AS _item, * EXCLUDE (_line, _element) FROM tops
-  WHERE _f.items IS NULL OR NOT starts_with(_f.items, '[')
-  UNION ALL BY NAME
-  SELECT * FROM items
-),
+{_PAGE_ITEMS.format(parse=parse) if pages else _NO_PAGES}
 typed AS (SELECT *, {kind} AS _type FROM records),
 unknown AS (
   SELECT *, list_distinct(list_filter(_keys, lambda k: NOT list_contains([{known}], k)))
@@ -95,6 +77,33 @@ SELECT
     {_kind("_type")} AS _error_detail
 FROM unknown
 """
+
+
+# The items of API pages become records of their own. A batch that cannot hold a page goes
+# without this part, which costs a sixth of the query even when no text is a page.
+_PAGE_ITEMS = """pages AS (
+  SELECT _line, _element, _f.items AS _items FROM tops WHERE starts_with(_f.items, '[')
+),
+items AS (
+  SELECT _line, _element, _item, _text, NULL AS _error, _text AS _record, {parse}
+  FROM (
+    -- Each page's items parsed once: their places come from the list, not another parse.
+    SELECT _line, _element,
+      unnest(_list)::VARCHAR AS _text,
+      generate_subscripts(_list, 1) - 1 AS _item
+    FROM (SELECT _line, _element, json_extract(_items, '$[*]') AS _list FROM pages)
+  )
+),
+records AS (
+  SELECT _line, _element, NULL::BIGINT AS _item, * EXCLUDE (_line, _element) FROM tops
+  WHERE _f.items IS NULL OR NOT starts_with(_f.items, '[')
+  UNION ALL BY NAME
+  SELECT * FROM items
+),"""
+
+_NO_PAGES = """records AS (
+  SELECT _line, _element, NULL::BIGINT AS _item, * EXCLUDE (_line, _element) FROM tops
+),"""
 
 
 # No ORDER BY: sorting cost as much as parsing, and nothing downstream needs the file's order
@@ -156,26 +165,31 @@ def _registered(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Iterator[Non
         con.unregister("batch")
 
 
-def extract(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> pl.DataFrame:
+def extract(con: duckdb.DuckDBPyConnection, batch: pa.Table, *, pages: bool = True) -> pl.DataFrame:
     """Raw session columns of `batch`, one row per session it holds.
 
     `batch` has `_line` and `_element` (each text's place in the file) and either `_bytes`
-    (the text as read) or `_text` (the JSON text).
+    (the text as read) or `_text` (the JSON text). Without `pages`, no text is taken for an
+    API page: say so only of a batch known to hold none.
     """
     from_bytes = "_bytes" in batch.column_names
     if not from_bytes:
         batch = batch.append_column("_error", pa.nulls(len(batch), pa.string()))
         batch = batch.append_column("_raw", pa.nulls(len(batch), pa.string()))
     with _registered(con, batch):
-        result = con.sql(_extract_sql(from_bytes)).to_arrow_table()
+        result = con.sql(_extract_sql(from_bytes, pages)).to_arrow_table()
     return pl.from_arrow(result)  # type: ignore[return-value]
 
 
 def sessions_of(
-    con: duckdb.DuckDBPyConnection, batch: pa.Table, warn: Callable[[str], None]
+    con: duckdb.DuckDBPyConnection,
+    batch: pa.Table,
+    warn: Callable[[str], None],
+    *,
+    pages: bool = True,
 ) -> pl.DataFrame:
     """`extract`, and a warning for every API page among the texts that disagrees with itself."""
-    raw = extract(con, batch)
+    raw = extract(con, batch, pages=pages)
     if raw["_item"].is_not_null().any():
         for warning in page_warnings(con, batch):
             warn(warning)

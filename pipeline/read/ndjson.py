@@ -29,4 +29,6 @@ def read(
                 }
             )
             element += n
-            yield json_records.sessions_of(con, batch, warn)
+            # A page has the key `items`, spelled so or with escapes (a one-byte search).
+            pages = records.may_contain(b"\\") or records.may_contain(b'"items"')
+            yield json_records.sessions_of(con, batch, warn, pages=pages)

@@ -37,6 +37,11 @@ class Records:
 
     data: pa.LargeBinaryArray
     line: np.ndarray  # int64, 1-based physical line where each record starts
+    chunk: bytes  # the bytes the records were cut from (and maybe a few more)
+
+    def may_contain(self, text: bytes) -> bool:
+        """Whether `text` may occur in a record: false only if it occurs in none."""
+        return text in self.chunk
 
 
 def iter_records(
@@ -78,9 +83,11 @@ def iter_records(
         data = pa.LargeBinaryArray.from_buffers(
             pa.large_binary(), len(starts), [None, offsets, pa.py_buffer(buf)]
         )
-        if keep.any():
+        if keep.all():
+            yield Records(data, lines.astype(np.int64), buf)
+        elif keep.any():
             mask = pa.array(keep)
-            yield Records(data.filter(mask), lines[keep].astype(np.int64))
+            yield Records(data.filter(mask), lines[keep].astype(np.int64), buf)
         first_line += int(np.searchsorted(newlines, consumed))
         carry = buf[consumed:]
         if at_end:

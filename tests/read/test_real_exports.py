@@ -180,3 +180,24 @@ def test_timestamp_layouts_mixed_in_one_file(write: Write, wh: Path) -> None:
     report = ingest([str(write("mixed.ndjson", ndjson(records)))], wh, Options("America/Chicago"))
     assert report.rows_accepted == 50
     assert {r["timestamp"] for r in stored(wh)} == {datetime(2026, 10, 1, 12, 30, tzinfo=UTC)}
+
+
+def test_api_pages_are_read_wherever_they_are_and_however_their_key_is_spelled(
+    write: Write, wh: Path
+) -> None:
+    # Over 8 MB of plain sessions first, so that the pages fall in a later read than the first;
+    # one page spells `items` with an escape, which JSON allows.
+    plain = [json.dumps(session(n, agent_name="x" * 300)) for n in range(30_000)]
+    page = {
+        "items": [session(40_001), session(40_002)],
+        "page": 0,
+        "page_size": 2,
+        "total_count": 4,
+    }
+    escaped = json.dumps({"items": [session(40_003)], "page": 1, "page_size": 2, "total_count": 3})
+    escaped = escaped.replace('"items"', '"\\u0069tems"')
+    text = "\n".join([*plain, json.dumps(page), escaped]) + "\n"
+    assert len(text) > 9 << 20
+    report = ingest([str(write("pages_late.ndjson", text.encode()))], wh)
+    assert (report.rows_read, report.rows_accepted) == (30_003, 30_003)
+    assert len(stored(wh, "session_id IN ('s40001', 's40002', 's40003')")) == 3
