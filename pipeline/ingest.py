@@ -18,6 +18,7 @@ from pipeline.errors import InputError, PipelineError, RejectRateExceeded, Wareh
 from pipeline.pii import PiiMode
 from pipeline.read import Source, read_export, sniff
 from pipeline.read.ahead import read_ahead
+from pipeline.read.gather import gathered
 from pipeline.report import FileReport, IngestReport, SkippedFile
 from pipeline.transform import parse
 from pipeline.validate import validate
@@ -130,8 +131,9 @@ def _run(
 ) -> None:
     """Everything of one ingest up to, not including, its commit."""
     con = warehouse.connect(run)
+    pseudonyms = pii.Pseudonyms(con, key) if key is not None else None
     for seq, (source, digest) in enumerate(todo):
-        stats = _ingest_file(run, con, seq, source, options, key, progress)
+        stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
         stats.sha256 = digest
         report.files.append(stats)
     merged = warehouse.merge(run, con)
@@ -193,7 +195,7 @@ def _ingest_file(
     seq: int,
     source: Source,
     options: Options,
-    key: bytes | None,
+    pseudonyms: pii.Pseudonyms | None,
     progress: Progress | None,
 ) -> FileReport:
     stats = FileReport(source.name, source.format.value)
@@ -201,16 +203,19 @@ def _ingest_file(
     # one thread at a time) and its own list of warnings, so that their order is the file's.
     reader = con.cursor()
     read_warnings: list[str] = []
-    batches = read_ahead(read_export(source, reader, read_warnings.append), reader.interrupt)
+    frames = gathered(read_export(source, reader, read_warnings.append))
+    batches = read_ahead(frames, reader.interrupt)
     try:
         for batch_no, raw in enumerate(batches):
             checked = validate(parse(raw, options.naive_timezone))
             ok = checked["_reasons"].list.len() == 0
             accepted, rejected = checked.filter(ok), checked.filter(~ok)
-            accepted, rejected = _protect(con, accepted, rejected, options.pii, key)
+            accepted, rejected = _protect(accepted, rejected, options.pii, pseudonyms)
             name = f"{seq:06d}-{batch_no:06d}.parquet"
             if len(accepted):
-                _stored(accepted, source, seq, run).write_parquet(run.accepted / name)
+                # Staging is read once, by the merge: fast to write beats small.
+                staged = _stored(accepted, source, seq, run)
+                staged.write_parquet(run.accepted / name, compression="lz4")
             if len(rejected):
                 _quarantined(rejected, source, seq, run).write_parquet(run.rejected / name)
                 stats.rejected_by_reason.update(_reason_counts(rejected))
@@ -231,11 +236,10 @@ def _ingest_file(
 
 
 def _protect(
-    con: duckdb.DuckDBPyConnection,
     accepted: pl.DataFrame,
     rejected: pl.DataFrame,
     mode: PiiMode,
-    key: bytes | None,
+    pseudonyms: pii.Pseudonyms | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Caller identities as `mode` says: pseudonymised or dropped in the stored sessions, and
     redacted from the text of rejected records, which may hold them anywhere."""
@@ -245,8 +249,8 @@ def _protect(
         source = pl.lit(None, pl.String).alias("source")
         accepted = accepted.with_columns(source)
     elif len(accepted):
-        assert key is not None
-        accepted = accepted.with_columns(pii.pseudonymise(con, accepted["source"], key))
+        assert pseudonyms is not None
+        accepted = accepted.with_columns(pseudonyms(accepted["source"]))
     return accepted, rejected.with_columns(pii.redact(pl.col("_record")))
 
 

@@ -89,33 +89,53 @@ def normalised(identity: pl.Expr) -> pl.Expr:
     )
 
 
-def pseudonymise(con: duckdb.DuckDBPyConnection, identities: pl.Series, key: bytes) -> pl.Series:
-    """HMAC-SHA256 of each normalised identity, in DuckDB (no Python per row).
+class Pseudonyms:
+    """HMAC-SHA256 of normalised identities under one key, in DuckDB (no Python per row).
 
-    Each distinct identity is hashed once: callers call again, and a hash costs more than a
-    lookup.
+    Callers call again, within an export and across its batches, and a hash costs more than
+    a lookup: each distinct identity is hashed once and remembered, up to `remember`
+    identities (then the memory starts again, so that it stays bounded).
     """
-    padded = key if len(key) <= 64 else hashlib.sha256(key).digest()
-    padded = padded.ljust(64, b"\0")
-    normal = pl.DataFrame({"identity": identities}).select(normalised(pl.col("identity")))
-    distinct = normal.unique().drop_nulls()
-    con.register("identities", distinct.to_arrow())
-    try:
-        result = con.sql(
-            f"""SELECT identity, '{PREFIX}' || left(
-                    sha256($opad || unhex(sha256($ipad || encode(identity)))), 32) AS p
-                FROM identities""",
-            params={
-                "ipad": bytes(b ^ 0x36 for b in padded),
-                "opad": bytes(b ^ 0x5C for b in padded),
-            },
-        ).to_arrow_table()
-    finally:
-        con.unregister("identities")
-    hashed = pl.from_arrow(result)
-    assert isinstance(hashed, pl.DataFrame)
-    pseudonyms = normal.join(hashed, on="identity", how="left", maintain_order="left")["p"]
-    return pseudonyms.alias(identities.name)
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, key: bytes, remember: int = 1_000_000):
+        padded = key if len(key) <= 64 else hashlib.sha256(key).digest()
+        padded = padded.ljust(64, b"\0")
+        self._pads = {
+            "ipad": bytes(b ^ 0x36 for b in padded),
+            "opad": bytes(b ^ 0x5C for b in padded),
+        }
+        self._con = con
+        self._remember = remember
+        self._known = pl.DataFrame(schema={"identity": pl.String, "p": pl.String})
+
+    def __call__(self, identities: pl.Series) -> pl.Series:
+        """The pseudonym of each identity (null stays null), named as `identities`."""
+        normal = pl.DataFrame({"identity": identities}).select(normalised(pl.col("identity")))
+        distinct = normal.unique().drop_nulls()
+        new = distinct.join(self._known, on="identity", how="anti")
+        if len(new):
+            known = self._known
+            if len(known) + len(new) > self._remember:
+                # Start again from what this batch needs.
+                known = known.join(distinct, on="identity", how="semi")
+            self._known = pl.concat([known, self._hashed(new)])
+        pseudonyms = normal.join(self._known, on="identity", how="left", maintain_order="left")
+        return pseudonyms["p"].alias(identities.name)
+
+    def _hashed(self, identities: pl.DataFrame) -> pl.DataFrame:
+        self._con.register("identities", identities.to_arrow())
+        try:
+            result = self._con.sql(
+                f"""SELECT identity, '{PREFIX}' || left(
+                        sha256($opad || unhex(sha256($ipad || encode(identity)))), 32) AS p
+                    FROM identities""",
+                params=self._pads,
+            ).to_arrow_table()
+        finally:
+            self._con.unregister("identities")
+        hashed = pl.from_arrow(result)
+        assert isinstance(hashed, pl.DataFrame)
+        return hashed
 
 
 # Anything in free text that looks like an e-mail address or a phone number.

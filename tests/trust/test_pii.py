@@ -10,11 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from pipeline.errors import WarehouseError
 from pipeline.ingest import Options, ingest
-from pipeline.pii import PiiMode
+from pipeline.pii import PiiMode, Pseudonyms
 from tests.conftest import ndjson, rejects, run_cli, session, stored
 
 Write = Callable[[str, bytes], Path]
@@ -106,3 +107,25 @@ def test_the_key_file_is_created_owner_only_and_announced(
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     again = run_cli("ingest", write("b.ndjson", ndjson([session(2)])), "-w", tmp_path / "wh")
     assert again.returncode == 0 and "created" not in again.stderr
+
+
+def test_pseudonyms_are_the_same_across_batches_and_after_the_memory_starts_again() -> None:
+    con = duckdb.connect()
+    pseudonyms = Pseudonyms(con, b"a key", remember=3)
+    batches = [
+        ["+18045550142", "(804) 555-0142", None, "a@example.com"],
+        ["A@Example.com", "+18045550199", "+18045550142"],
+        ["b@example.com", "c@example.com", "d@example.com", "+18045550199"],
+    ]
+    normal = {"(804) 555-0142": "+18045550142", "A@Example.com": "a@example.com"}
+
+    def expected(identity: str | None) -> str | None:
+        if identity is None:
+            return None
+        message = normal.get(identity, identity).encode()
+        return "pii:" + hmac.new(b"a key", message, hashlib.sha256).hexdigest()[:32]
+
+    for batch in batches:
+        got = pseudonyms(pl.Series("source", batch, dtype=pl.String))
+        assert got.name == "source"
+        assert got.to_list() == [expected(identity) for identity in batch]
