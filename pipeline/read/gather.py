@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import polars as pl
 
-# About three 8 MB reads of a typical export: larger batches cost memory (about 90 MiB
+# About one 16 MB read of a typical export: larger batches cost memory (about 90 MiB
 # more at 40,000 rows) for little time.
-MIN_ROWS = 25000
+MIN_ROWS = 20_000
 
 
 def gathered(frames: Iterator[pl.DataFrame], min_rows: int = MIN_ROWS) -> Iterator[pl.DataFrame]:

@@ -49,14 +49,12 @@ def _extract_sql(from_bytes: bool, pages: bool) -> str:
         "CASE WHEN _keys IS NULL THEN NULL WHEN len(_keys) = 0 THEN json_type(_text) "
         "ELSE 'OBJECT' END"
     )
+    # Where pages and records both read the parsed texts, they are materialised, so that each
+    # text is parsed once; read once, materialising them would cost a tenth of the query.
+    materialised = "MATERIALIZED" if pages else ""
     return f"""
 WITH decoded AS ({_DECODE_BYTES if from_bytes else "SELECT * FROM batch"}),
-{
-        "-- Materialised: pages and records both read it, and each text must be parsed once."
-        if pages
-        else "-- Read once, so not materialised (which costs a tenth of the query)."
-    }
-tops AS {"MATERIALIZED" if pages else ""} (
+tops AS {materialised} (
   SELECT _line, _element, _text, _error,
     -- As read, line end included: trimming every row costs more than trimming the rejected.
     coalesce(_text, _raw) AS _record, {parse}

@@ -13,6 +13,9 @@ from pipeline.read import json_records
 from pipeline.read.records import iter_records
 from pipeline.read.source import Source, open_bytes
 
+# Reads that may hold API pages are extracted in this many pieces (see below).
+PAGE_PIECES = 2
+
 
 def read(
     source: Source, con: duckdb.DuckDBPyConnection, warn: Callable[[str], None]
@@ -30,5 +33,10 @@ def read(
             )
             element += n
             # A page has the key `items`, spelled so or with escapes (a one-byte search).
-            pages = records.may_contain(b"\\") or records.may_contain(b'"items"')
-            yield json_records.sessions_of(con, batch, warn, pages=pages)
+            if records.may_contain(b"\\") or records.may_contain(b'"items"'):
+                # Pages expand into their items inside one query: a smaller piece at a time
+                # keeps DuckDB within its memory (a whole 16 MB of pages ran it out).
+                for piece in batch.to_batches(max_chunksize=max(1, n // PAGE_PIECES + 1)):
+                    yield json_records.sessions_of(con, pa.table(piece), warn)
+            else:
+                yield json_records.sessions_of(con, batch, warn, pages=False)

@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 16 << 20
 _NEWLINE, _QUOTE = 10, 34
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 13, 32]] = True

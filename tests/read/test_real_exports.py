@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.errors import InputError
 from pipeline.ingest import Options, ingest
+from pipeline.read.records import CHUNK_BYTES
 from tests.conftest import ndjson, rejects, session, stored, tree
 
 Write = Callable[[str, bytes], Path]
@@ -185,9 +186,9 @@ def test_timestamp_layouts_mixed_in_one_file(write: Write, wh: Path) -> None:
 def test_api_pages_are_read_wherever_they_are_and_however_their_key_is_spelled(
     write: Write, wh: Path
 ) -> None:
-    # Over 8 MB of plain sessions first, so that the pages fall in a later read than the first;
+    # More than one read of plain sessions first, so that the pages fall in a later read;
     # one page spells `items` with an escape, which JSON allows.
-    plain = [json.dumps(session(n, agent_name="x" * 300)) for n in range(30_000)]
+    plain = [json.dumps(session(n, agent_name="x" * 700)) for n in range(CHUNK_BYTES // 800)]
     page = {
         "items": [session(40_001), session(40_002)],
         "page": 0,
@@ -196,8 +197,10 @@ def test_api_pages_are_read_wherever_they_are_and_however_their_key_is_spelled(
     }
     escaped = json.dumps({"items": [session(40_003)], "page": 1, "page_size": 2, "total_count": 3})
     escaped = escaped.replace('"items"', '"\\u0069tems"')
-    text = "\n".join([*plain, json.dumps(page), escaped]) + "\n"
-    assert len(text) > 9 << 20
-    report = ingest([str(write("pages_late.ndjson", text.encode()))], wh)
-    assert (report.rows_read, report.rows_accepted) == (30_003, 30_003)
+    text = "\n".join([*plain, json.dumps(page)]) + "\n"
+    assert len(text) > CHUNK_BYTES + (1 << 20)
+    late = write("pages_late.ndjson", text.encode())
+    alone = write("escaped.ndjson", ndjson([session(40_004), escaped]))  # no `"items"` in it
+    report = ingest([str(late), str(alone)], wh)
+    assert report.rows_read == report.rows_accepted == len(plain) + 4
     assert len(stored(wh, "session_id IN ('s40001', 's40002', 's40003')")) == 3
