@@ -93,8 +93,8 @@ class Pseudonyms:
     """HMAC-SHA256 of normalised identities under one key, in DuckDB (no Python per row).
 
     Callers call again, within an export and across its batches, and a hash costs more than
-    a lookup: each distinct identity is hashed once and remembered, up to `remember`
-    identities (then the memory starts again, so that it stays bounded).
+    a lookup: each distinct identity, as given, is normalised and hashed once and remembered,
+    up to `remember` identities (then the memory starts again, so that it stays bounded).
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, key: bytes, remember: int = 1_000_000):
@@ -110,8 +110,9 @@ class Pseudonyms:
 
     def __call__(self, identities: pl.Series) -> pl.Series:
         """The pseudonym of each identity (null stays null), named as `identities`."""
-        normal = pl.DataFrame({"identity": identities}).select(normalised(pl.col("identity")))
-        distinct = normal.unique().drop_nulls()
+        # Remembered as given, so that only an identity not seen before is normalised.
+        given = pl.DataFrame({"identity": identities}, schema={"identity": pl.String})
+        distinct = given.unique().drop_nulls()
         new = distinct.join(self._known, on="identity", how="anti")
         if len(new):
             known = self._known
@@ -119,15 +120,17 @@ class Pseudonyms:
                 # Start again from what this batch needs.
                 known = known.join(distinct, on="identity", how="semi")
             self._known = pl.concat([known, self._hashed(new)])
-        pseudonyms = normal.join(self._known, on="identity", how="left", maintain_order="left")
+        pseudonyms = given.join(self._known, on="identity", how="left", maintain_order="left")
         return pseudonyms["p"].alias(identities.name)
 
     def _hashed(self, identities: pl.DataFrame) -> pl.DataFrame:
-        self._con.register("identities", identities.to_arrow())
+        """`identities` as given, and the pseudonym of each once normalised."""
+        normal = identities.with_columns(normalised(pl.col("identity")).alias("normal"))
+        self._con.register("identities", normal.to_arrow())
         try:
             result = self._con.sql(
                 f"""SELECT identity, '{PREFIX}' || left(
-                        sha256($opad || unhex(sha256($ipad || encode(identity)))), 32) AS p
+                        sha256($opad || unhex(sha256($ipad || encode(normal)))), 32) AS p
                     FROM identities""",
                 params=self._pads,
             ).to_arrow_table()

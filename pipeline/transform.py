@@ -99,19 +99,15 @@ def _reason(field: str | pl.Expr, rule: str | pl.Expr, value: pl.Expr) -> pl.Exp
     )
 
 
-# The spellings of the multi-word fields: a record can give one field twice only by repeating
-# a key, or by using both spellings of one.
-_CAMEL_ONLY = [f.camel for f in SESSION_FIELDS if f.camel != f.name]
-_SNAKE_ONLY = [f.name for f in SESSION_FIELDS if f.camel != f.name]
-
-
-def _may_repeat_a_key() -> pl.Expr:
-    """A cheap test that is true for every record with a duplicate key (and few others)."""
-    keys = pl.col("_keys")
-    return (keys.list.n_unique() < keys.list.len()) | (
-        keys.list.eval(pl.element().is_in(_CAMEL_ONLY)).list.any()
-        & keys.list.eval(pl.element().is_in(_SNAKE_ONLY)).list.any()
-    )
+def _repeats_a_key(raw: pl.DataFrame) -> bool:
+    """Whether some record of `raw` gives a field twice: repeats a key, or uses both spellings
+    of one. A batch has few distinct lists of keys (an export writes its keys alike), so
+    each list is looked at once."""
+    aliases = key_aliases()
+    lists = raw["_keys"].drop_nulls().unique()
+    if len(lists) > 1_000:
+        return True  # so many that each record is looked at instead
+    return any(len({aliases.get(k, k) for k in keys}) < len(keys) for keys in lists.to_list())
 
 
 def _duplicate_keys() -> pl.Expr:
@@ -144,9 +140,8 @@ def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
         for f in SESSION_FIELDS
         if f.kind in _RULE_BY_KIND
     ]
-    # The exact check costs as much as all the parsing; most batches need not run it.
-    may_repeat = raw.select(_may_repeat_a_key().any()).item()
-    duplicates = _duplicate_keys() if may_repeat else pl.lit("")
+    # The check of each record costs as much as all the parsing; most batches need not run it.
+    duplicates = _duplicate_keys() if _repeats_a_key(raw) else pl.lit("")
     reasons = [
         pl.when(pl.col("_error").is_not_null()).then(
             _reason(pl.lit(None), pl.col("_error"), pl.col("_error_detail"))

@@ -98,6 +98,17 @@ def test_the_same_key_twice_in_one_object_is_rejected(write: Write, wh: Path) ->
     assert [r["session_id"] for r in stored(wh)] == ["s3"]
 
 
+def test_a_repeated_key_is_found_among_records_whose_keys_all_differ(
+    write: Write, wh: Path
+) -> None:
+    # Each record has a key of its own, so a batch holds as many lists of keys as records.
+    lines = [json.dumps(session(n, **{f"note_{n}": n})) for n in range(1_500)]
+    lines[700] = lines[700][:-1] + ', "duration": 99}'
+    report = ingest([str(write("varied.ndjson", ndjson(lines)))], wh)
+    assert report.rejected_by_reason == {"duration: duplicate_key": 1}
+    assert rejects(wh)[0]["line"] == 701 and report.rows_accepted == 1_499
+
+
 def test_a_page_whose_items_disagree_with_its_counts_is_a_warning(write: Write, wh: Path) -> None:
     page = {"items": [session(1), session(2)], "page": 0, "page_size": 25, "total_count": 90}
     report = ingest([str(write("page.json", json.dumps(page).encode()))], wh)
@@ -204,3 +215,21 @@ def test_api_pages_are_read_wherever_they_are_and_however_their_key_is_spelled(
     report = ingest([str(late), str(alone)], wh)
     assert report.rows_read == report.rows_accepted == len(plain) + 4
     assert len(stored(wh, "session_id IN ('s40001', 's40002', 's40003')")) == 3
+
+
+def test_an_unknown_timezone_is_kept_with_one_warning_per_name(write: Write, wh: Path) -> None:
+    rows = [
+        session(1, agent_timezone="Not/AZone"),
+        session(2, agent_timezone="Not/AZone"),
+        session(3, agent_timezone="Mars/Base"),
+        session(4, agent_timezone=None),
+        session(5),
+    ]
+    report = ingest([str(write("zones.ndjson", ndjson(rows)))], wh)
+    assert report.rows_accepted == 5
+    assert [w.split(": ", 1)[1] for w in report.warnings] == [
+        "1 row(s) with agent_timezone 'Mars/Base', not an IANA timezone: kept, and read as UTC "
+        "for local times",
+        "2 row(s) with agent_timezone 'Not/AZone', not an IANA timezone: kept, and read as UTC "
+        "for local times",
+    ]
