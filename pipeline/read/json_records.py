@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import lru_cache
 
 import duckdb
 import polars as pl
@@ -20,7 +20,8 @@ import pyarrow as pa
 from schemas import SESSION_FIELDS, key_aliases
 
 # What every reader yields besides the session fields (all text) and `extra_fields`:
-# `_keys` the keys a JSON object had, `_line`/`_element`/`_item` its place in the file,
+# `_keys` the keys a JSON object had (null where they are the batch's usual keys, which are
+# known and each given once), `_line`/`_element`/`_item` its place in the file,
 # `_record` the text as received (its line end may remain), `_error`/`_error_detail` why it
 # could not be read.
 META_COLUMNS = (
@@ -35,8 +36,9 @@ META_COLUMNS = (
 )
 
 
-@cache
-def _extract_sql(from_bytes: bool, pages: bool) -> str:
+# One query text per set of usual keys: an export has one or a few.
+@lru_cache(maxsize=32)
+def _extract_sql(from_bytes: bool, pages: bool, usual: tuple[str, ...]) -> str:
     # `items` is read as JSON text, to tell an API page from a session in the same parse.
     spec = json.dumps({**{alias: "VARCHAR" for alias in key_aliases()}, "items": "JSON"})
     known = ", ".join(f"'{alias}'" for alias in key_aliases())
@@ -52,6 +54,10 @@ def _extract_sql(from_bytes: bool, pages: bool) -> str:
     # Where pages and records both read the parsed texts, they are materialised, so that each
     # text is parsed once; read once, materialising them would cost a tenth of the query.
     materialised = "MATERIALIZED" if pages else ""
+    # A constant, not a parameter: compared with a parameter, the keys cost as much as before.
+    usual_keys = (
+        "[" + ", ".join("'" + key.replace("'", "''") + "'" for key in usual) + "]::VARCHAR[]"
+    )
     return f"""
 WITH decoded AS ({_DECODE_BYTES if from_bytes else "SELECT * FROM batch"}),
 tops AS {materialised} (
@@ -63,7 +69,8 @@ tops AS {materialised} (
 {_PAGE_ITEMS.format(parse=parse) if pages else _NO_PAGES}
 typed AS (SELECT *, {kind} AS _type FROM records),
 unknown AS (
-  SELECT *, list_distinct(list_filter(_keys, lambda k: NOT list_contains([{known}], k)))
+  SELECT *, CASE WHEN _keys <> {usual_keys} THEN
+      list_distinct(list_filter(_keys, lambda k: NOT list_contains([{known}], k))) END
     AS _unknown
   FROM typed
 )
@@ -72,7 +79,7 @@ SELECT
     CASE WHEN len(_unknown) > 0 THEN to_json(map_from_entries(list_transform(_unknown,
       lambda k: struct_pack(key := k, value := json_extract(_text,
         '/' || replace(replace(k, '~', '~0'), '/', '~1'))))))::VARCHAR END AS extra_fields,
-    CASE WHEN _type = 'OBJECT' THEN _keys END AS _keys,
+    CASE WHEN _type = 'OBJECT' AND _keys <> {usual_keys} THEN _keys END AS _keys,
     _line, _element, _item, _record,
     coalesce(_error, CASE WHEN _keys IS NULL THEN 'invalid_json'
                           WHEN _type <> 'OBJECT' THEN 'not_an_object' END) AS _error,
@@ -178,9 +185,34 @@ def extract(con: duckdb.DuckDBPyConnection, batch: pa.Table, *, pages: bool = Tr
     if not from_bytes:
         batch = batch.append_column("_error", pa.nulls(len(batch), pa.string()))
         batch = batch.append_column("_raw", pa.nulls(len(batch), pa.string()))
+    first = batch.column("_bytes" if from_bytes else "_text")[0].as_py() if len(batch) else None
+    sql = _extract_sql(from_bytes, pages, _usual_keys(first))
     with _registered(con, batch):
-        result = con.sql(_extract_sql(from_bytes, pages)).to_arrow_table()
+        result = con.sql(sql).to_arrow_table()
     return pl.from_arrow(result)  # type: ignore[return-value]
+
+
+class _Pairs(list[tuple[str, object]]):
+    """A JSON object's members in order, repeated keys included."""
+
+
+def _usual_keys(text: bytes | str | None) -> tuple[str, ...]:
+    """The keys of `text` if it is a JSON object whose keys are all known, each given once;
+    else none. An export writes most of its records with the same keys: a record with the
+    first one's need not have its keys checked again (which costs a sixth of the query)."""
+    if not text or len(text) > 1 << 20:
+        return ()
+    try:
+        found = json.loads(text, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+        return ()
+    if not isinstance(found, _Pairs):
+        return ()
+    keys = tuple(key for key, _ in found)
+    aliases = key_aliases()
+    if not all(key in aliases for key in keys):
+        return ()
+    return keys if len({aliases[key] for key in keys}) == len(keys) else ()
 
 
 def sessions_of(

@@ -98,6 +98,25 @@ def test_the_same_key_twice_in_one_object_is_rejected(write: Write, wh: Path) ->
     assert [r["session_id"] for r in stored(wh)] == ["s3"]
 
 
+def test_records_unlike_the_first_are_checked_for_repeated_and_unknown_keys(
+    write: Write, wh: Path
+) -> None:
+    # The first record's keys are the batch's usual ones; the others differ from them.
+    first = json.dumps(session(0))
+    repeated = first.replace('"s0"', '"s1"')[:-1] + ', "duration": 99}'
+    both_spellings = json.dumps(session(2) | {"sessionId": "other"})
+    unknown = json.dumps(session(3, brand_new=1))
+    text = ndjson([first, repeated, both_spellings, unknown, json.dumps(session(4))])
+    report = ingest([str(write("unlike.ndjson", text))], wh)
+    assert report.rejected_by_reason == {
+        "duration: duplicate_key": 1,
+        "session_id: duplicate_key": 1,
+    }
+    assert report.unknown_fields == ["brand_new"]
+    assert sorted(r["session_id"] for r in stored(wh)) == ["s0", "s3", "s4"]
+    assert json.loads(stored(wh, "session_id = 's3'")[0]["extra_fields"]) == {"brand_new": 1}
+
+
 def test_a_repeated_key_is_found_among_records_whose_keys_all_differ(
     write: Write, wh: Path
 ) -> None:
