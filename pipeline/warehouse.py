@@ -39,6 +39,9 @@ SNAPSHOTS, STAGING, CURRENT = ".snapshots", ".staging", "current"
 MEMORY_LIMIT = "320MB"
 # A partition that has this many files is rewritten as one file when an ingest adds to it.
 MAX_FILES = 8
+# Days one partitioned write covers: with every day of a long export open at once, the write
+# runs short of memory and spills (42 days of 1M sessions: 2.6 s; 16 at a time: 1.9 s).
+DAYS_PER_WRITE = 16
 
 
 @dataclass(frozen=True)
@@ -239,8 +242,10 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
         if kept_from
         else None
     )
-    changed = f"""SELECT {stored}, "{PARTITION_COLUMN}" FROM incoming
-        WHERE session_key IN (SELECT session_key FROM compared WHERE outcome <> 'unchanged')"""
+    changed = f'SELECT {stored}, "{PARTITION_COLUMN}" FROM incoming'
+    if counts.get("unchanged"):
+        changed += """ WHERE session_key IN (
+            SELECT session_key FROM compared WHERE outcome <> 'unchanged')"""
     in_rewritten = (
         f"""CAST("{PARTITION_COLUMN}" AS VARCHAR) IN ({_sql_list(rewritten)})"""
         if rewritten
@@ -252,10 +257,10 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
         union = f"SELECT * FROM ({changed}) WHERE {in_rewritten}"
         if kept:
             union = f"{kept} UNION ALL {union}"
-        _write_partitions(con, union, written / "rewritten", run)
+        _write_partitions(con, union, rewritten, written / "rewritten", run)
     if len(rewritten) < len(changed_days):
         added = f"SELECT * FROM ({changed}) WHERE NOT {in_rewritten}"
-        _write_partitions(con, added, written / "added", run)
+        _write_partitions(con, added, set(changed_days) - rewritten, written / "added", run)
     _build_snapshot(run, current, rewritten, written)
     return MergeResult(
         sessions_new=counts.get("new", 0),
@@ -277,13 +282,26 @@ _STAGED = (
 )
 
 
-def _write_partitions(con: duckdb.DuckDBPyConnection, rows: str, folder: Path, run: Run) -> None:
-    con.execute(f"""
-        COPY ({rows})
-        TO {views.sql_path(folder)}
-        (FORMAT parquet, PARTITION_BY ("{PARTITION_COLUMN}"), COMPRESSION zstd,
-         FILENAME_PATTERN 'part-{run.run_id}-{{i}}', WRITE_PARTITION_COLUMNS false)
-    """)
+def _write_partitions(
+    con: duckdb.DuckDBPyConnection, rows: str, days: set[str], folder: Path, run: Run
+) -> None:
+    """`rows` (of `days` only) as one folder per day under `folder`, a few days per write."""
+    folder.mkdir()
+    ordered = sorted(days)
+    for start in range(0, len(ordered), DAYS_PER_WRITE):
+        group = set(ordered[start : start + DAYS_PER_WRITE])
+        written = folder.with_name(f"{folder.name}-{start}")
+        con.execute(f"""
+            COPY (SELECT * FROM ({rows})
+                  WHERE CAST("{PARTITION_COLUMN}" AS VARCHAR) IN ({_sql_list(group)}))
+            TO {views.sql_path(written)}
+            (FORMAT parquet, PARTITION_BY ("{PARTITION_COLUMN}"), COMPRESSION zstd,
+             FILENAME_PATTERN 'part-{run.run_id}-{{i}}', WRITE_PARTITION_COLUMNS false)
+        """)
+        if written.exists():  # no folder where the days have no rows left
+            for partition in written.iterdir():
+                os.replace(partition, folder / partition.name)
+            written.rmdir()
 
 
 def _sql_list(values: set[str]) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.ingest import ingest
-from pipeline.warehouse import MAX_FILES
+from pipeline.warehouse import DAYS_PER_WRITE, MAX_FILES
 from tests.conftest import ndjson, session, stored
 
 Write = Callable[[str, bytes], Path]
@@ -60,3 +60,21 @@ def test_a_day_with_many_files_is_compacted_into_one(write: Write, wh: Path) -> 
         expected = i + 1 if i < MAX_FILES else 1
         assert len(files(wh)[f"date={day(1)}"]) == expected
     assert len(stored(wh)) == MAX_FILES + 1
+
+
+def test_an_ingest_over_more_days_than_one_write_covers(write: Write, wh: Path) -> None:
+    # 28 days, more than one partitioned write takes: some days gain, some are rewritten.
+    assert DAYS_PER_WRITE < 28
+    first = ingest([str(write("a.ndjson", ndjson([session(n) for n in range(28)])))], wh)
+    assert first.partitions_written == 28 and all(len(f) == 1 for f in files(wh).values())
+    updates = [session(n, duration=500.0 + n) for n in range(20)]  # 20 days lose a row
+    new = [session(n) for n in range(28, 56)]  # every day gains one
+    report = ingest([str(write("b.ndjson", ndjson(updates + new)))], wh)
+    assert (report.sessions_updated, report.sessions_new) == (20, 28)
+    after = files(wh)
+    assert len(after) == 28
+    assert sum(len(f) == 1 for f in after.values()) == 20  # rewritten as one file
+    assert sum(len(f) == 2 for f in after.values()) == 8  # one file added
+    durations = {r["session_id"]: r["duration"] for r in stored(wh)}
+    assert len(durations) == 56
+    assert all(durations[f"s{n}"] == 500.0 + n for n in range(20))
