@@ -104,7 +104,11 @@ def _parse(
         .join(bad, on="_row", how="left", maintain_order="left")
         .with_columns(
             *[pl.lit(None, pl.String).alias(name) for name in missing],
-            pl.lit(pl.Series([header], dtype=pl.List(pl.String))).first().alias("_keys"),
+            # Every record has the header's keys; where all are known (the header has no
+            # field twice: see `_header`), they are the usual keys, which need no check.
+            pl.lit(pl.Series([header if unknown else None], dtype=pl.List(pl.String)))
+            .first()
+            .alias("_keys"),
             pl.Series("_line", records.line, dtype=pl.Int64),
             (pl.col("_row") + first).alias("_element"),
             pl.lit(None, pl.Int64).alias("_item"),
