@@ -34,7 +34,7 @@ from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
 SNAPSHOTS, STAGING, CURRENT = ".snapshots", ".staging", "current"
 # DuckDB spills past this; with Python, polars and Arrow around it, an ingest stays under
-# 1 GiB and about flat: peak RSS 732 MiB for 1M sessions, 743 MiB for 5M (bench/results.md).
+# 1 GiB and about flat: peak RSS 627 MiB for 1M sessions, 658 MiB for 5M (bench/results.md).
 # At 512 MB the 5M peak was 964 MiB (20% above 1M's), for 3% less time; at 1 GB, 1.37 GB.
 MEMORY_LIMIT = "320MB"
 # A partition that has this many files is rewritten as one file when an ingest adds to it.
