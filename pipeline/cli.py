@@ -52,16 +52,29 @@ def _stop(number: int, _frame: object) -> None:
     raise Stopped(number)
 
 
+def _hold_stops() -> None:
+    """From here on the process finishes what it does: SIGINT and SIGTERM are ignored. (While
+    the interpreter shuts down they would otherwise kill it outright, whatever it finished.
+    Ignored, not blocked: a block holds for one thread, and DuckDB's threads would take them.)"""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+
+
 def _exit_stopped(number: int) -> NoReturn:
     click.echo(
         f"error: stopped by {signal.Signals(number).name}; the warehouse is as it was", err=True
     )
+    # The run is abandoned by now.
+    _leave(128 + number)
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit now, output flushed, without the interpreter's shutdown: a DuckDB or polars worker
+    thread still finishing interrupted work would want the GIL then, and a thread refused it
+    at shutdown aborts the process (exit -6 instead of `code`)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    # The run is abandoned by now. Leave without the interpreter's shutdown: a DuckDB or
-    # polars worker thread still finishing the interrupted work would want the GIL then,
-    # and a thread refused it at shutdown aborts the process (exit -6 instead of 128+n).
-    os._exit(128 + number)
+    os._exit(code)
 
 
 def _internal_error(exc: BaseException) -> NoReturn:
@@ -81,23 +94,40 @@ def _user_errors(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except (Stopped, KeyboardInterrupt, Exception) as exc:
+            report = getattr(exc, "report", None)
+            stopped = bool(_received) or isinstance(exc, Stopped | KeyboardInterrupt)
+            if stopped and report is not None and report.committed:
+                _hold_stops()
+                _show(report, kwargs)
+                name = signal.Signals(_received[0] if _received else signal.SIGINT).name
+                click.echo(
+                    f"note: {name} arrived after the commit; the ingest is complete", err=True
+                )
+                _leave(0)
             # After a signal, whatever unwound (DuckDB may wrap our exception in its own) is
             # the stop.
-            if _received or isinstance(exc, Stopped | KeyboardInterrupt):
+            if stopped:
                 _exit_stopped(_received[0] if _received else signal.SIGINT)
             if not isinstance(exc, PipelineError):
                 _internal_error(exc)
-            report = getattr(exc, "report", None)
-            if report is not None and kwargs.get("as_json"):
-                click.echo(json.dumps(report.to_dict(), indent=2))
-            elif report is not None and report.files and not kwargs.get("quiet"):
-                click.echo(report.to_text())
+            if report is not None and (report.files or kwargs.get("as_json")):
+                _show(report, kwargs)
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        _hold_stops()
+        return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show(report: Any, options: dict[str, Any]) -> None:
+    """An ingest's report as the command's options ask: JSON, text, or nothing (--quiet)."""
+    if options.get("as_json"):
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    elif not options.get("quiet"):
+        click.echo(report.to_text())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -192,7 +222,12 @@ def ingest(
     progress = Progress() if sys.stderr.isatty() and not (quiet or as_json) else None
     try:
         report = run_ingest(
-            paths, warehouse, options, progress=progress, notify=lambda m: click.echo(m, err=True)
+            paths,
+            warehouse,
+            options,
+            progress=progress,
+            notify=lambda m: click.echo(m, err=True),
+            on_commit=_hold_stops,
         )
     finally:
         if progress is not None:

@@ -71,12 +71,14 @@ def ingest(
     *,
     progress: Progress | None = None,
     notify: Callable[[str], None] = lambda message: None,
+    on_commit: Callable[[], None] | None = None,
 ) -> IngestReport:
     """Ingest the exports at `paths` into `warehouse_dir` and say what was done.
 
     Either the whole ingest is committed, or nothing is: an unreadable file, a failure, or a
     reject rate above `max_reject_rate` leaves the warehouse as it was. A file whose content
-    was ingested before is skipped unless `force`.
+    was ingested before is skipped unless `force`. `on_commit` is called once the ingest is
+    committed (the CLI holds stop requests from then on: the work is done).
     """
     _check_timezone(options.naive_timezone)
     sources = [sniff(path) for path in find_exports(paths)]
@@ -100,23 +102,24 @@ def ingest(
         try:
             _run(run, todo, options, key, report, previous, progress)
             warehouse.commit(run)
-            report.committed = True
-        except PipelineError as exc:
+        except BaseException as exc:
+            report.committed = warehouse.committed(run)
             warehouse.abandon(run)
-            exc.report = report  # type: ignore[attr-defined]
+            if report.committed or isinstance(exc, PipelineError):
+                # Stopped after the commit, the ingest is complete: the caller is told so.
+                exc.report = report  # type: ignore[attr-defined]
+                raise
+            if isinstance(exc, duckdb.Error | pl.exceptions.ComputeError):
+                message = " ".join(str(exc).split())
+                raise WarehouseError(f"cannot update {warehouse_dir}: {message}") from None
+            if isinstance(exc, OSError):
+                raise WarehouseError(
+                    f"cannot write the warehouse: {exc.strerror}: {exc.filename or warehouse_dir}"
+                ) from None
             raise
-        except (duckdb.Error, pl.exceptions.ComputeError) as exc:
-            warehouse.abandon(run)
-            message = " ".join(str(exc).split())
-            raise WarehouseError(f"cannot update {warehouse_dir}: {message}") from None
-        except OSError as exc:
-            warehouse.abandon(run)
-            raise WarehouseError(
-                f"cannot write the warehouse: {exc.strerror}: {exc.filename or warehouse_dir}"
-            ) from None
-        except BaseException:
-            warehouse.abandon(run)
-            raise
+        report.committed = True
+        if on_commit is not None:
+            on_commit()
     return report
 
 

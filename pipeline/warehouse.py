@@ -119,9 +119,16 @@ def start_run(warehouse: Path) -> Run:
 
 
 def abandon(run: Run) -> None:
-    """Remove what a failed or refused ingest wrote; the warehouse stays as it was."""
+    """Remove what a failed or refused ingest wrote; the warehouse stays as it was. A run
+    stopped after its commit keeps its snapshot, which is the current one by then."""
     shutil.rmtree(run.staging, ignore_errors=True)
-    shutil.rmtree(run.snapshot, ignore_errors=True)
+    if not committed(run):
+        shutil.rmtree(run.snapshot, ignore_errors=True)
+
+
+def committed(run: Run) -> bool:
+    """Whether the run's snapshot is the current one: its commit has happened."""
+    return current_snapshot(run.warehouse) == run.snapshot.resolve()
 
 
 def connect(run: Run) -> duckdb.DuckDBPyConnection:
