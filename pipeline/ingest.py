@@ -106,7 +106,8 @@ def ingest(
             report.committed = warehouse.committed(run)
             warehouse.abandon(run)
             if report.committed or isinstance(exc, PipelineError):
-                # Stopped after the commit, the ingest is complete: the caller is told so.
+                # The report goes with the error; after the commit (a stop that came as the
+                # ingest finished) it says the ingest is complete.
                 exc.report = report  # type: ignore[attr-defined]
                 raise
             if isinstance(exc, duckdb.Error | pl.exceptions.ComputeError):
