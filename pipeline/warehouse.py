@@ -253,21 +253,14 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     if counts.get("unchanged"):
         changed += """ WHERE session_key IN (
             SELECT session_key FROM compared WHERE outcome <> 'unchanged')"""
-    in_rewritten = (
-        f"""CAST("{PARTITION_COLUMN}" AS VARCHAR) IN ({_sql_list(rewritten)})"""
-        if rewritten
-        else "false"
-    )
     written = run.staging / "partitions"
     written.mkdir()
+    # Each write takes only its own days' rows (see _write_partitions).
     if rewritten:
-        union = f"SELECT * FROM ({changed}) WHERE {in_rewritten}"
-        if kept:
-            union = f"{kept} UNION ALL {union}"
+        union = f"{kept} UNION ALL {changed}" if kept else changed
         _write_partitions(con, union, rewritten, written / "rewritten", run)
     if len(rewritten) < len(changed_days):
-        added = f"SELECT * FROM ({changed}) WHERE NOT {in_rewritten}"
-        _write_partitions(con, added, set(changed_days) - rewritten, written / "added", run)
+        _write_partitions(con, changed, set(changed_days) - rewritten, written / "added", run)
     _build_snapshot(run, current, rewritten, written)
     return MergeResult(
         sessions_new=counts.get("new", 0),
