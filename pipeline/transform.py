@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from schemas import SESSION_FIELDS, Field, Kind, key_aliases
+from schemas import SESSION_FIELDS, Field, Kind, key_aliases, repeated_fields
 
 REASON = pl.Struct({"field": pl.String, "rule": pl.String, "value": pl.String})
 
@@ -103,11 +103,10 @@ def _repeats_a_key(raw: pl.DataFrame) -> bool:
     """Whether some record of `raw` gives a field twice: repeats a key, or uses both spellings
     of one. A batch has few distinct lists of keys (an export writes its keys alike), so
     each list is looked at once."""
-    aliases = key_aliases()
     lists = raw["_keys"].drop_nulls().unique()
     if len(lists) > 1_000:
         return True  # so many that each record is looked at instead
-    return any(len({aliases.get(k, k) for k in keys}) < len(keys) for keys in lists.to_list())
+    return any(repeated_fields(keys) for keys in lists.to_list())
 
 
 def _duplicate_keys() -> pl.Expr:

@@ -13,6 +13,7 @@ from schemas.session import (
     key_aliases,
     pandera_schema,
     polars_schema,
+    repeated_fields,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "key_aliases",
     "pandera_schema",
     "polars_schema",
+    "repeated_fields",
 ]

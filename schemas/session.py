@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -153,6 +154,20 @@ def key_aliases() -> dict[str, str]:
         aliases[field.name] = field.name
         aliases[field.camel] = field.name
     return aliases
+
+
+def repeated_fields(keys: Iterable[str]) -> list[str]:
+    """The fields `keys` give more than once (one key twice, or both spellings of a field), as
+    column names, in the order found; a key the schema does not know stands for itself."""
+    aliases = key_aliases()
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for key in keys:
+        field = aliases.get(key, key)
+        if field in seen and field not in repeated:
+            repeated.append(field)
+        seen.add(field)
+    return repeated
 
 
 def arrow_schema() -> pyarrow.Schema:

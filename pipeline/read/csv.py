@@ -16,7 +16,7 @@ from pipeline.errors import InputError
 from pipeline.read.json_records import META_COLUMNS
 from pipeline.read.records import Records, iter_records
 from pipeline.read.source import Source, open_bytes
-from schemas import FIELD_NAMES, key_aliases
+from schemas import FIELD_NAMES, key_aliases, repeated_fields
 
 # A CSV record is about a third of an NDJSON line: half the bytes of a JSON read still make
 # the larger batch (about 30,000 sessions), and twice them cost 200 MiB more at the peak.
@@ -47,9 +47,7 @@ def _header(source: Source, line: bytes) -> list[str]:
         names = [name.strip() for name in next(csv.reader(io.StringIO(line.decode())))]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(source.path, f"the CSV header cannot be read: {exc}") from None
-    aliases = key_aliases()
-    columns = [aliases.get(name, name) for name in names]
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    repeated = sorted(repeated_fields(names))
     if repeated:
         raise InputError(
             source.path,

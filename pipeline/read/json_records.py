@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from schemas import SESSION_FIELDS, key_aliases
+from schemas import SESSION_FIELDS, key_aliases, repeated_fields
 
 # What every reader yields besides the session fields (all text) and `extra_fields`:
 # `_keys` the keys a JSON object had (null where they are the batch's usual keys, which are
@@ -209,10 +209,10 @@ def _usual_keys(text: bytes | str | None) -> tuple[str, ...]:
     if not isinstance(found, _Pairs):
         return ()
     keys = tuple(key for key, _ in found)
-    aliases = key_aliases()
-    if not all(key in aliases for key in keys):
+    known = key_aliases()
+    if not all(key in known for key in keys) or repeated_fields(keys):
         return ()
-    return keys if len({aliases[key] for key in keys}) == len(keys) else ()
+    return keys
 
 
 def sessions_of(
