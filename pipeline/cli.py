@@ -97,19 +97,19 @@ def _user_errors(func: F) -> F:
             result = func(*args, **kwargs)
         except (Stopped, KeyboardInterrupt, Exception) as exc:
             report = getattr(exc, "report", None)
-            stopped = bool(_received) or isinstance(exc, Stopped | KeyboardInterrupt)
-            if stopped and report is not None and report.committed:
+            # After a signal, whatever unwound (DuckDB may wrap our exception in its own) is
+            # the stop.
+            if _received or isinstance(exc, Stopped | KeyboardInterrupt):
+                number = _received[0] if _received else signal.SIGINT
+                if report is None or not report.committed:
+                    _exit_stopped(number)
                 _hold_stops()
                 _show(report, kwargs)
-                name = signal.Signals(_received[0] if _received else signal.SIGINT).name
+                name = signal.Signals(number).name
                 click.echo(
                     f"note: {name} arrived after the commit; the ingest is complete", err=True
                 )
                 _leave(0)
-            # After a signal, whatever unwound (DuckDB may wrap our exception in its own) is
-            # the stop.
-            if stopped:
-                _exit_stopped(_received[0] if _received else signal.SIGINT)
             if not isinstance(exc, PipelineError):
                 _internal_error(exc)
             if report is not None and (report.files or kwargs.get("as_json")):
