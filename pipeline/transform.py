@@ -1,14 +1,15 @@
 """Pure polars transformations: raw text columns to typed session columns, with reasons.
 
 Parsing lives here; value rules (no negative duration, a timestamp present, ...) live in the
-Pandera schema, which `validate` applies after this.
+Pandera schema, which `validate` applies after this. One rule of the schema is applied here
+too: a timestamp outside its window is rejected before validation (see `parse`).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from schemas import SESSION_FIELDS, Field, Kind, key_aliases, repeated_fields
+from schemas import SESSION_FIELDS, Field, Kind, in_window, key_aliases, repeated_fields
 
 REASON = pl.Struct({"field": pl.String, "rule": pl.String, "value": pl.String})
 
@@ -17,6 +18,14 @@ REASON = pl.Struct({"field": pl.String, "rule": pl.String, "value": pl.String})
 _WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z")
 _NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+# What is trimmed from both ends of every value before it is read: Unicode's White_Space, and
+# the invisible characters a copy and paste brings along (Mongolian vowel separator, zero-width
+# space, word joiner, byte order mark). Inside a value nothing is changed.
+BLANK = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u180e\u200b\u2060\ufeff"
+)
 
 _RULE_BY_KIND = {
     Kind.TIMESTAMP: "not_a_timestamp",
@@ -66,8 +75,16 @@ def parse_integer(text: pl.Expr) -> pl.Expr:
 
 
 def parse_float(text: pl.Expr) -> pl.Expr:
-    """Number text to Float64; `NaN` and `Infinity` parse, and the schema rejects them."""
-    return text.str.strip_chars().cast(pl.Float64, strict=False)
+    """Number text to Float64; `NaN` and `Infinity` parse, and the schema rejects them.
+    `-0.0` is zero: stored as 0.0, so that it neither prints as `-0` nor hashes apart."""
+    # -0.0 equals 0.0, so both become +0.0.
+    return text.str.strip_chars().cast(pl.Float64, strict=False).replace(-0.0, 0.0)
+
+
+def trimmed(text: pl.Expr) -> pl.Expr:
+    """`text` without BLANK at either end; null where nothing is left (` abc ` is `abc`, and
+    a blank identifier is a missing one)."""
+    return text.str.strip_chars(BLANK).replace("", None)
 
 
 def parse_boolean(text: pl.Expr) -> pl.Expr:
@@ -123,11 +140,15 @@ def _duplicate_keys() -> pl.Expr:
 def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
     """Type the text columns of `raw`, as readers yield it.
 
-    Every row stays: a value that does not parse becomes null, and the row gains a reason in
-    `_reasons` (field, rule, value as received). So do rows a reader could not read, and JSON
-    objects with a key given twice.
+    Every value is `trimmed` first. Every row stays: a value that does not parse becomes null,
+    and the row gains a reason in `_reasons` (field, rule, value as trimmed). So do rows a
+    reader could not read, and JSON objects with a key given twice, and timestamps outside the
+    schema's window (`out_of_range`): those are nulled here, before pandera sees them, since
+    pandera turns failing values into Python datetimes, which end at years 1 and 9999.
     """
-    texts = {f.name: pl.col(f.name).replace("", None) for f in SESSION_FIELDS}
+    # Trimmed once, in place: each text is read by several expressions below.
+    raw = raw.with_columns(trimmed(pl.col(f.name)).alias(f.name) for f in SESSION_FIELDS)
+    texts = {f.name: pl.col(f.name) for f in SESSION_FIELDS}
     typed = {f.name: f"{f.name}.typed" for f in SESSION_FIELDS}
 
     def unread(name: str) -> pl.Expr:
@@ -139,6 +160,13 @@ def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
         for f in SESSION_FIELDS
         if f.kind in _RULE_BY_KIND
     ]
+    timestamps = [f.name for f in SESSION_FIELDS if f.kind is Kind.TIMESTAMP]
+    outside = [
+        pl.when(pl.col(typed[name]).is_not_null() & ~in_window(pl.col(typed[name]))).then(
+            _reason(name, "out_of_range", texts[name])
+        )
+        for name in timestamps
+    ]
     # The check of each record costs as much as all the parsing; most batches need not run it.
     duplicates = _duplicate_keys() if _repeats_a_key(raw) else pl.lit("")
     reasons = [
@@ -147,10 +175,10 @@ def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
         ),
         pl.when(duplicates != "").then(_reason(duplicates, "duplicate_key", pl.lit(None))),
         *unparsed,
+        *outside,
     ]
     # Timestamps in the exported layout first; every other layout (several parses and two
     # regular expressions per row) only for a batch that has one.
-    timestamps = [f.name for f in SESSION_FIELDS if f.kind is Kind.TIMESTAMP]
     first = raw.with_columns(
         parse_timestamp_as_exported(texts[name]).alias(typed[name]) for name in timestamps
     )
@@ -169,6 +197,10 @@ def parse(raw: pl.DataFrame, naive_timezone: str = "UTC") -> pl.DataFrame:
         )
         .with_columns(
             pl.concat_list(reasons).list.drop_nulls().cast(pl.List(REASON)).alias("_reasons")
+        )
+        .with_columns(
+            pl.when(in_window(pl.col(typed[name]))).then(pl.col(typed[name])).alias(typed[name])
+            for name in timestamps
         )
         .drop(typed.keys())
         .rename({tmp: name for name, tmp in typed.items()})

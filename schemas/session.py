@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -181,18 +182,54 @@ def polars_schema(fields: tuple[Field, ...] = SESSION_FIELDS) -> pl.Schema:
     return pl.Schema({f.name: f.polars_type for f in fields})
 
 
+# Plausible data, beyond what parses: a session starts from the Unix epoch (inclusive) up to
+# 2100 (exclusive), in UTC, and lasts at most 30 days. Outside them a value is a sentinel
+# (Go's zero time 0001-01-01, year 0) or garbage (`1e308`), never a session; kept, it would
+# break every reader (Python's dates stop at years 1 and 9999) or make sums infinite. With
+# durations bounded, a sum over 10M sessions (2.6e13 s) and its squares stay finite.
+TIMESTAMP_WINDOW: tuple[datetime, datetime] = (
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(2100, 1, 1, tzinfo=UTC),
+)
+MAX_DURATION_S = 30 * 24 * 3600
+
+
+def in_window(timestamp: pl.Expr) -> pl.Expr:
+    """Whether `timestamp` is inside TIMESTAMP_WINDOW; null stays null."""
+    start, end = TIMESTAMP_WINDOW
+    return (timestamp >= pl.lit(start)) & (timestamp < pl.lit(end))
+
+
 def _finite(data: Any) -> pl.LazyFrame:
     column = pl.col(data.key)
     frame: pl.LazyFrame = data.lazyframe
     return frame.select(column.is_null() | column.is_finite())
 
 
-# Value rules beyond type and nullability. They live in the schema so that pandera itself
-# rejects a bad value; the transform only parses text into types.
+def _in_window(data: Any) -> pl.LazyFrame:
+    column = pl.col(data.key)
+    frame: pl.LazyFrame = data.lazyframe
+    return frame.select(column.is_null() | in_window(column))
+
+
+def _plausible(data: Any) -> pl.LazyFrame:
+    # Only a finite number can be implausible: NaN and the infinities are `not_finite`.
+    column = pl.col(data.key)
+    frame: pl.LazyFrame = data.lazyframe
+    return frame.select(column.is_null() | ~column.is_finite() | (column <= MAX_DURATION_S))
+
+
+# Value rules beyond type and nullability, each named by the rule a rejected row gives. They
+# live in the schema so that pandera itself rejects a bad value; the transform parses text
+# into types and, for the timestamp window, applies `in_window` itself (see there).
 _CHECKS: dict[str, list[pa.Check]] = {
+    "timestamp": [
+        pa.Check(_in_window, name="out_of_range"),
+    ],
     "duration": [
         pa.Check.ge(0),
         pa.Check(_finite, name="not_finite"),
+        pa.Check(_plausible, name="implausible"),
     ],
 }
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandera.errors
@@ -13,10 +14,13 @@ import pytest
 
 from schemas import (
     FIELD_NAMES,
+    MAX_DURATION_S,
     SESSION_FIELDS,
     STORED_FIELDS,
+    TIMESTAMP_WINDOW,
     arrow_schema,
     docs_table,
+    in_window,
     key_aliases,
     pandera_schema,
     polars_schema,
@@ -99,6 +103,13 @@ def frame(duration: float | None, timestamp: datetime | None = datetime(2026, 1,
         (math.nan, datetime(2026, 1, 1, tzinfo=UTC), "not_finite"),
         (math.inf, datetime(2026, 1, 1, tzinfo=UTC), "not_finite"),
         (1.0, None, "not_nullable"),
+        (2_592_000.001, datetime(2026, 1, 1, tzinfo=UTC), "implausible"),
+        (1e308, datetime(2026, 1, 1, tzinfo=UTC), "implausible"),
+        (sys.float_info.max, datetime(2026, 1, 1, tzinfo=UTC), "implausible"),
+        (1.0, datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "out_of_range"),
+        (1.0, datetime(1, 1, 1, tzinfo=UTC), "out_of_range"),
+        (1.0, datetime(2100, 1, 1, tzinfo=UTC), "out_of_range"),
+        (1.0, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), "out_of_range"),
     ],
 )
 def test_the_pandera_schema_itself_rejects_bad_values(
@@ -110,10 +121,45 @@ def test_the_pandera_schema_itself_rejects_bad_values(
 
 
 def test_a_good_row_passes_and_zero_or_null_duration_is_fine() -> None:
-    for duration in (0.0, None, 12.5):
+    for duration in (0.0, None, 12.5, 5e-324, float(MAX_DURATION_S)):
         pandera_schema().validate(frame(duration), lazy=True)
 
 
-def test_a_lazyframe_is_checked_for_its_schema_only() -> None:
-    # The trap that makes the ingest validate collected frames: values are not checked lazily.
-    pandera_schema().validate(frame(-1.0).lazy(), lazy=True).collect()
+def test_the_plausible_window_and_maximum() -> None:
+    # The README states them; a change here is a change of the documented contract.
+    assert (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)) == TIMESTAMP_WINDOW
+    assert MAX_DURATION_S == 30 * 24 * 3600 == 2_592_000
+    first, last = TIMESTAMP_WINDOW[0], datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    for timestamp in (first, last):
+        pandera_schema().validate(frame(1.0, timestamp), lazy=True)
+
+
+def test_in_window_is_the_rule_pandera_applies() -> None:
+    # The transform applies `in_window` before pandera sees a timestamp (see there): both
+    # must say the same of every value, the edges included.
+    micro = timedelta(microseconds=1)
+    start, end = TIMESTAMP_WINDOW
+    values = [start - micro, start, start + micro, end - micro, end, end + micro]
+    frames = [frame(1.0, v) for v in values]
+    by_expr = [f.select(in_window(pl.col("timestamp"))).item() for f in frames]
+    by_pandera = []
+    for f in frames:
+        try:
+            pandera_schema().validate(f, lazy=True)
+            by_pandera.append(True)
+        except pandera.errors.SchemaErrors:
+            by_pandera.append(False)
+    assert by_expr == by_pandera == [False, True, True, True, False, False]
+
+
+def test_only_a_finite_duration_is_implausible() -> None:
+    # NaN and the infinities are `not_finite` (and -inf negative), never also implausible.
+    cases = {
+        math.nan: ["not_finite"],
+        math.inf: ["not_finite"],
+        -math.inf: ["greater_than_or_equal_to(0)", "not_finite"],
+    }
+    for duration, checks in cases.items():
+        with pytest.raises(pandera.errors.SchemaErrors) as caught:
+            pandera_schema().validate(frame(duration), lazy=True)
+        assert sorted(caught.value.failure_cases["check"].to_list()) == checks
