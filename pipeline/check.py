@@ -122,7 +122,7 @@ def _check_manifest(
         report.rejects += pq.ParquetFile(path).metadata.num_rows
     if files and found.pii_mode in ("pseudonymise", "drop"):
         raw = con.sql(
-            f"SELECT count(*) FROM read_parquet({views.sql_paths(files)}) WHERE source IS NOT NULL"
+            f"SELECT count(*) FROM {warehouse.stored_files(files)} WHERE source IS NOT NULL"
             + (" AND NOT starts_with(source, 'pii:')" if found.pii_mode == "pseudonymise" else "")
         ).fetchall()[0][0]
         if raw:

@@ -304,7 +304,9 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     # Files named one by one, never a glob: the warehouse's own path may hold `[` or `*`.
     accepted = sorted(run.accepted.glob("*.parquet"))
     staged = (
-        f"read_parquet({views.sql_paths(accepted)})" if accepted else views.empty_relation(_STAGED)
+        f"read_parquet({views.sql_paths(accepted)}, hive_partitioning = false)"
+        if accepted
+        else views.empty_relation(_STAGED)
     )
     con.execute(f"""
         CREATE TEMP TABLE incoming AS
@@ -507,7 +509,7 @@ def add_rejects(run: Run, con: duckdb.DuckDBPyConnection) -> None:
         return
     target = run.snapshot / "rejects" / f"ingest-{run.run_id}.parquet"
     con.execute(f"""
-        COPY (SELECT * FROM read_parquet({views.sql_paths(rejected)})
+        COPY (SELECT * FROM read_parquet({views.sql_paths(rejected)}, hive_partitioning = false)
               ORDER BY _file_seq, element, item NULLS FIRST)
         TO {views.sql_path(target)} (FORMAT parquet, COMPRESSION zstd)
     """)

@@ -19,6 +19,7 @@ from pipeline.errors import InputError, WarehouseError
 from pipeline.ingest import Options, ingest
 from pipeline.scope import Scope
 from pipeline.warehouse import MARKER, rebuild
+from schemas import STORED_FIELDS
 from tests.conftest import ndjson, run_cli, session, tree
 
 Write = Callable[[str, bytes], Path]
@@ -98,6 +99,11 @@ def test_folders_above_the_warehouse_never_become_columns(
         assert str(row["utc_date"]) == given["timestamp"][:10]
         assert (row["agent_id"], row["is_test_session"]) == (given["agent_id"], False)
         assert row["channel_manager_type"] == "voice_twilio_v1"
+    # No folder name is a column: `date` is not one (`utc_date` is), nor `region` or `year`.
+    columns = set(query.sql(wh, "SELECT * FROM sessions LIMIT 0").column_names)
+    keys = {part.split("=")[0] for part in parents.split("/")}
+    assert "utc_date" in columns
+    assert not (keys - {f.name for f in STORED_FIELDS}) & columns
     assert problems(wh) == []
 
 
