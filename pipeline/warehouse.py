@@ -134,7 +134,7 @@ def claim(warehouse: Path) -> None:
         with os.fdopen(fd, "w") as marker:
             marker.write(body)
     except FileExistsError:
-        _marked(warehouse)
+        _marked(warehouse)  # another ingest marked it first: its marker is checked as any
     except NotADirectoryError:
         raise WarehouseError(f"{warehouse} is a file, not a warehouse folder") from None
     except OSError as exc:
