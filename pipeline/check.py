@@ -51,9 +51,7 @@ _REINGEST = (
 def check(root: Path) -> CheckReport:
     """Everything that can be wrong with the warehouse at `root`, and how to repair it."""
     report = CheckReport(str(root))
-    snapshot = warehouse.current_snapshot(root)
-    if snapshot is None or not snapshot.is_dir():
-        raise WarehouseError(f"{root} is not a warehouse (no current snapshot): run an ingest")
+    snapshot = warehouse.readable_snapshot(root)
     expected = [(f.name, f.type) for f in arrow_schema()]
     files = sorted((snapshot / "sessions").glob(f"{PARTITION_COLUMN}=*/*.parquet"))
     readable = []
@@ -74,9 +72,7 @@ def check(root: Path) -> CheckReport:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     if readable:
-        source = (
-            f"read_parquet({views.sql_paths(readable)}, hive_partitioning = true, filename = true)"
-        )
+        source = warehouse.stored_files(readable)
         (report.sessions,) = con.sql(f"SELECT count(*) FROM {source}").fetchall()[0]
         duplicates = con.sql(
             f"SELECT session_key, count(*), list(DISTINCT filename ORDER BY filename) "
@@ -92,7 +88,7 @@ def check(root: Path) -> CheckReport:
             )
         misplaced = con.sql(
             f"SELECT count(*), list(DISTINCT filename ORDER BY filename) FROM {source} "
-            f"WHERE CAST(timestamp AS DATE) <> {PARTITION_COLUMN}"
+            f"WHERE CAST(timestamp AS DATE) <> {warehouse.FOLDER_DATE}"
         ).fetchall()[0]
         if misplaced[0]:
             report.problems.append(
@@ -126,7 +122,7 @@ def _check_manifest(
         report.rejects += pq.ParquetFile(path).metadata.num_rows
     if files and found.pii_mode in ("pseudonymise", "drop"):
         raw = con.sql(
-            f"SELECT count(*) FROM read_parquet({views.sql_paths(files)}) WHERE source IS NOT NULL"
+            f"SELECT count(*) FROM {warehouse.stored_files(files)} WHERE source IS NOT NULL"
             + (" AND NOT starts_with(source, 'pii:')" if found.pii_mode == "pseudonymise" else "")
         ).fetchall()[0][0]
         if raw:
@@ -140,7 +136,16 @@ def _check_manifest(
 
 
 def _check_database(root: Path, snapshot: Path, report: CheckReport) -> None:
-    fix = "run any ingest (already-ingested files will do): it rebuilds the database"
+    fix = "run `sessions rebuild` (or any ingest): it rebuilds the database"
+    if not warehouse.database_reads(snapshot):
+        report.problems.append(
+            Problem(
+                f"{root / views.DATABASE} does not read this warehouse's own files (the "
+                "warehouse was moved or copied since it was built)",
+                fix,
+            )
+        )
+        return
     try:
         con = duckdb.connect(str(root / views.DATABASE), read_only=True)
         (count,) = con.sql("SELECT count(*) FROM sessions").fetchall()[0]

@@ -420,6 +420,20 @@ def check_command(warehouse: Path) -> None:
     click.echo(report.to_text())
 
 
+@main.command(name="rebuild")
+@warehouse_option
+@_user_errors
+def rebuild_command(warehouse: Path) -> None:
+    """Rebuild <warehouse>/sessions.duckdb from the warehouse's own files.
+
+    Its views name the files by absolute path: after a warehouse is moved or copied, this
+    makes its database read the files where they now are (`sessions check` says when).
+    """
+    from pipeline.warehouse import rebuild
+
+    click.echo(f"rebuilt {rebuild(warehouse)}")
+
+
 @main.command(name="report")
 @warehouse_option
 @click.option(

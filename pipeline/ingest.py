@@ -27,13 +27,21 @@ from schemas import FIELD_NAMES, key_aliases
 Progress = Callable[[str, int], None]
 
 
-def find_exports(paths: Sequence[str]) -> list[Path]:
+def find_exports(
+    paths: Sequence[str],
+    warehouse: Path | None = None,
+    notify: Callable[[str], None] = lambda message: None,
+) -> list[Path]:
     """The files named by `paths` (files, folders, globs), in the order given.
 
     A folder gives every file below it, and a glob every file it matches, in name order;
-    hidden files are skipped. A path that names nothing is an error.
+    hidden files are skipped, and so is every file of `warehouse` (an ingest of a folder that
+    holds the warehouse must not read the warehouse back into itself), with a note. A path
+    that names nothing is an error.
     """
+    inside = _inside(warehouse) if warehouse is not None else lambda path: False
     found: list[Path] = []
+    skipped = 0
     for given in paths:
         path = Path(given)
         if path.is_dir():
@@ -46,8 +54,21 @@ def find_exports(paths: Sequence[str]) -> list[Path]:
             raise InputError(path, "no such file or folder")
         if not matches:
             raise InputError(path, "holds no export files")
-        found.extend(m for m in matches if m not in found)
+        exports = [m for m in matches if not inside(m)]
+        skipped += len(matches) - len(exports)
+        if not exports:
+            raise InputError(path, f"holds no export files, only the warehouse {warehouse}")
+        found.extend(m for m in exports if m not in found)
+    if skipped:
+        notify(f"note: skipped {skipped} file(s) of the warehouse {warehouse} itself")
     return found
+
+
+def _inside(warehouse: Path) -> Callable[[Path], bool]:
+    """Whether a file is the warehouse's, by where it really is (links resolved): the
+    warehouse's own links lead into its snapshots."""
+    root = warehouse.resolve()
+    return lambda path: path.resolve().is_relative_to(root)
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -81,7 +102,7 @@ def ingest(
     committed (the CLI holds stop requests from then on: the work is done).
     """
     _check_timezone(options.naive_timezone)
-    sources = [sniff(path) for path in find_exports(paths)]
+    sources = [sniff(path) for path in find_exports(paths, warehouse_dir, notify)]
     with warehouse.locked(warehouse_dir):
         previous = manifest.read(warehouse.current_snapshot(warehouse_dir))
         key = _check_pii(previous, options.pii, notify)

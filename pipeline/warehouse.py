@@ -8,6 +8,13 @@ Layout of `<warehouse>/`:
     current  -> .snapshots/<run>     the committed snapshot
     .snapshots/<run>/                one snapshot per ingest; unchanged files are hard links
     .staging/<run>/                  a running ingest's work; never read by anyone else
+    .sessions-warehouse              what the folder is, and its format version
+    .lock                            the ingest lock
+
+Every link is relative and every reader resolves `current` where the folder is now, so a
+warehouse can be moved or copied (with its links: `cp -r`, `cp -a`, `mv`). An ingest works
+only in a folder that is new, empty, or marked as a warehouse: it deletes what it left in
+`.snapshots` and `.staging`, which in another folder would be someone else's files.
 
 An ingest builds a whole new snapshot beside the current one, then swaps the `current` link
 with one `rename`: a reader sees every file of an ingest or none, and a crash before the swap
@@ -17,7 +24,9 @@ leaves the warehouse as it was.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -33,6 +42,9 @@ from pipeline.errors import WarehouseError
 from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
 SNAPSHOTS, STAGING, CURRENT = ".snapshots", ".staging", "current"
+# The file that marks a folder as a warehouse, and what it says.
+MARKER = ".sessions-warehouse"
+FORMAT, FORMAT_VERSION = "sessions-warehouse", 1
 # DuckDB spills past this; with Python, polars and Arrow around it, an ingest stays under
 # 1 GiB and about flat: peak RSS 627 MiB for 1M sessions, 658 MiB for 5M (bench/results.md).
 # At 512 MB the 5M peak was 964 MiB (20% above 1M's), for 3% less time; at 1 GB, 1.37 GB.
@@ -80,9 +92,10 @@ class MergeResult:
 @contextmanager
 def locked(warehouse: Path) -> Iterator[None]:
     """Hold the warehouse's ingest lock. The OS releases it when the process dies, so a
-    crashed ingest never leaves it stuck."""
+    crashed ingest never leaves it stuck. A new or empty folder becomes a warehouse; a folder
+    that is neither empty nor a warehouse is refused before anything in it is touched."""
+    claim(warehouse)
     try:
-        warehouse.mkdir(parents=True, exist_ok=True)
         handle = (warehouse / ".lock").open("a+")
     except OSError as exc:
         raise WarehouseError(f"cannot open the warehouse {warehouse}: {exc.strerror}") from None
@@ -94,6 +107,124 @@ def locked(warehouse: Path) -> Iterator[None]:
                 f"another ingest is running on {warehouse}; run again when it has finished"
             ) from None
         yield
+
+
+def claim(warehouse: Path) -> None:
+    """Make sure `warehouse` is a warehouse that an ingest may write: mark a new or empty
+    folder, or one in the layout before the marker, as one; refuse any other folder."""
+    try:
+        if _marked(warehouse):
+            if (warehouse / CURRENT).is_dir() and not (warehouse / CURRENT).is_symlink():
+                raise WarehouseError(
+                    f"{warehouse}/{CURRENT} is a folder, not a link: the warehouse was copied "
+                    "following its links; copy the original again keeping them (`cp -r`, "
+                    "`cp -a`, `shutil.copytree(symlinks=True)`) to ingest into the copy"
+                )
+            return
+        if warehouse.exists() and not _is_warehouse_layout(warehouse):
+            raise WarehouseError(
+                f"{warehouse} is not empty and is not a warehouse (it has no {MARKER}): "
+                "give --warehouse a new or empty folder; nothing in it was touched"
+            )
+        warehouse.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"format": FORMAT, "version": FORMAT_VERSION}) + "\n"
+        # O_EXCL: of two ingests claiming one new folder, one writes the marker, and the
+        # other finds it and then waits for the lock (or is told the first one runs).
+        fd = os.open(warehouse / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w") as marker:
+            marker.write(body)
+    except FileExistsError:
+        _marked(warehouse)  # another ingest marked it first: its marker is checked as any
+    except NotADirectoryError:
+        raise WarehouseError(f"{warehouse} is a file, not a warehouse folder") from None
+    except OSError as exc:
+        raise WarehouseError(
+            f"cannot open the warehouse {warehouse}: {exc.strerror}: {exc.filename or warehouse}"
+        ) from None
+
+
+def readable_snapshot(warehouse: Path) -> Path:
+    """The committed snapshot a reader reads, resolved once; an error that says what to do
+    when `warehouse` is not a warehouse or holds no ingest yet. Reads only: it marks nothing."""
+    ingest_first = f"run `sessions ingest EXPORTS --warehouse {warehouse}` first"
+    if not warehouse.exists():
+        raise WarehouseError(f"{warehouse} does not exist: {ingest_first}")
+    try:
+        marked = _marked(warehouse)
+        layout = _is_warehouse_layout(warehouse)
+    except OSError as exc:
+        raise WarehouseError(f"cannot read the warehouse {warehouse}: {exc.strerror}") from None
+    if not (marked or layout):
+        raise WarehouseError(f"{warehouse} is not a warehouse (it has no {MARKER})")
+    snapshot = current_snapshot(warehouse)
+    if snapshot is None and (warehouse / CURRENT).is_dir():
+        snapshot = (warehouse / CURRENT).resolve()  # copied with its links followed
+    if snapshot is None or not (snapshot / "sessions").is_dir():
+        if not marked:
+            raise WarehouseError(f"{warehouse} is not a warehouse: {ingest_first}")
+        raise WarehouseError(f"{warehouse} holds no ingest yet: {ingest_first}")
+    return snapshot
+
+
+def _marked(warehouse: Path) -> bool:
+    """Whether `warehouse` has the marker; an error if it is another format or a newer one."""
+    path = warehouse / MARKER
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    if not text:  # being written by an ingest that claims the folder this very moment
+        return True
+    try:
+        body = json.loads(text)
+        kind, version = body["format"], body["version"]
+    except (ValueError, TypeError, KeyError):
+        kind, version = None, None
+    if kind != FORMAT or not isinstance(version, int):
+        raise WarehouseError(f"{path} does not say this is a sessions warehouse: {text[:80]!r}")
+    if version > FORMAT_VERSION:
+        raise WarehouseError(
+            f"{warehouse} is a warehouse of format version {version}, newer than this version "
+            f"of sessions reads ({FORMAT_VERSION}): upgrade sessions"
+        )
+    return True
+
+
+# A warehouse written before the marker holds only these names, and its links only these
+# targets.
+_LINKS = {
+    CURRENT: None,  # .snapshots/<run>
+    "sessions": f"{CURRENT}/sessions",
+    "rejects": f"{CURRENT}/rejects",
+    views.DATABASE: f"{CURRENT}/{views.DATABASE}",
+}
+_OWN = {SNAPSHOTS, STAGING, ".lock", f"{views.DATABASE}.wal", *_LINKS}
+
+
+def _is_warehouse_layout(warehouse: Path) -> bool:
+    """Whether every entry of `warehouse` is one a warehouse has (an empty folder passes):
+    a warehouse built before the marker, or an empty folder, not someone else's folder."""
+    names = set()
+    for entry in warehouse.iterdir():
+        name = entry.name
+        if name.startswith(f".{CURRENT}.") and entry.is_symlink():
+            continue  # a commit's link, left by a killed ingest
+        names.add(name)
+        if name not in _OWN:
+            return False
+        if name in _LINKS:
+            if not entry.is_symlink():
+                return False
+            target = os.readlink(entry)
+            expected = _LINKS[name]
+            if expected is None:
+                if not re.fullmatch(rf"{re.escape(SNAPSHOTS)}/[^/]+", target):
+                    return False
+            elif target != expected:
+                return False
+    # Before its first commit, a warehouse of ours has its links (an ingest makes them
+    # first), or nothing but a lock: a lone `.snapshots` or `.staging` is someone else's.
+    return CURRENT in names or names <= {".lock"} or {"sessions", "rejects"} <= names
 
 
 def start_run(warehouse: Path) -> Run:
@@ -173,7 +304,9 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     # Files named one by one, never a glob: the warehouse's own path may hold `[` or `*`.
     accepted = sorted(run.accepted.glob("*.parquet"))
     staged = (
-        f"read_parquet({views.sql_paths(accepted)})" if accepted else views.empty_relation(_STAGED)
+        f"read_parquet({views.sql_paths(accepted)}, hive_partitioning = false)"
+        if accepted
+        else views.empty_relation(_STAGED)
     )
     con.execute(f"""
         CREATE TEMP TABLE incoming AS
@@ -202,8 +335,8 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
         """)
     current = _current_files(run.warehouse)
     existing = (
-        f"""SELECT session_key, content_hash, "{PARTITION_COLUMN}" AS old_date
-            FROM read_parquet({views.sql_paths(current)}, hive_partitioning = true)"""
+        f"""SELECT session_key, content_hash, {FOLDER_DATE} AS old_date
+            FROM {stored_files(current)}"""
         if current
         else "SELECT NULL::VARCHAR AS session_key, NULL::VARCHAR AS content_hash, "
         "NULL::DATE AS old_date LIMIT 0"
@@ -242,8 +375,8 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
     }
     kept_from = [p for d in sorted(rewritten) for p in files_in.get(d, [])]
     kept = (
-        f"""SELECT {stored}, "{PARTITION_COLUMN}"
-            FROM read_parquet({views.sql_paths(kept_from)}, hive_partitioning = true)
+        f"""SELECT {stored}, {FOLDER_DATE} AS "{PARTITION_COLUMN}"
+            FROM {stored_files(kept_from)}
             WHERE session_key NOT IN (
                 SELECT session_key FROM compared WHERE outcome = 'updated')"""
         if kept_from
@@ -268,6 +401,17 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection) -> MergeResult:
         sessions_unchanged=counts.get("unchanged", 0),
         partitions_written=len(changed_days),
     )
+
+
+def stored_files(files: list[Path]) -> str:
+    """The warehouse's Parquet files, with the path of each. Never with DuckDB's Hive
+    partitioning, which takes `key=value` from every folder of the path: a warehouse below
+    `.../date=1999-01-01/` would read every session as of that date."""
+    return f"read_parquet({views.sql_paths(files)}, hive_partitioning = false, filename = true)"
+
+
+# The partition a stored row is in: its file's folder, `date=YYYY-MM-DD`, the last of its path.
+FOLDER_DATE = f"CAST(regexp_extract(filename, '/{PARTITION_COLUMN}=([0-9-]+)/[^/]*$', 1) AS DATE)"
 
 
 # What ingest stages: the session fields, lineage, and each row's place among the deliveries.
@@ -322,7 +466,15 @@ def _current_files(warehouse: Path) -> list[Path]:
     snapshot = current_snapshot(warehouse)
     if snapshot is None:
         return []
-    return sorted((snapshot / "sessions").glob(f"{PARTITION_COLUMN}=*/*.parquet"))
+    return snapshot_files(snapshot)[0]
+
+
+def snapshot_files(snapshot: Path) -> tuple[list[Path], list[Path]]:
+    """The snapshot's sessions files and rejects files, each list in name order."""
+    return (
+        sorted((snapshot / "sessions").glob(f"{PARTITION_COLUMN}=*/*.parquet")),
+        sorted((snapshot / "rejects").glob("*.parquet")),
+    )
 
 
 def _build_snapshot(run: Run, current: list[Path], rewritten: set[str], written: Path) -> None:
@@ -357,7 +509,7 @@ def add_rejects(run: Run, con: duckdb.DuckDBPyConnection) -> None:
         return
     target = run.snapshot / "rejects" / f"ingest-{run.run_id}.parquet"
     con.execute(f"""
-        COPY (SELECT * FROM read_parquet({views.sql_paths(rejected)})
+        COPY (SELECT * FROM read_parquet({views.sql_paths(rejected)}, hive_partitioning = false)
               ORDER BY _file_seq, element, item NULLS FIRST)
         TO {views.sql_path(target)} (FORMAT parquet, COMPRESSION zstd)
     """)
@@ -379,11 +531,7 @@ def build_database(snapshot: Path) -> None:
     target = snapshot / views.DATABASE
     building = snapshot / f".{views.DATABASE}.{uuid.uuid4().hex[:8]}"
     try:
-        views.build_database(
-            building,
-            sorted((snapshot / "sessions").glob(f"{PARTITION_COLUMN}=*/*.parquet")),
-            sorted((snapshot / "rejects").glob("*.parquet")),
-        )
+        views.build_database(building, *snapshot_files(snapshot))
         os.replace(building, target)
     except (OSError, duckdb.Error) as exc:
         building.unlink(missing_ok=True)
@@ -391,25 +539,51 @@ def build_database(snapshot: Path) -> None:
 
 
 def tidy(warehouse: Path) -> None:
-    """Remove what killed ingests left, and rebuild the current snapshot's database if the
-    warehouse was moved since (its views name files by absolute path). Hold the lock."""
+    """Remove what killed ingests left, and rebuild the current snapshot's database if it
+    reads files elsewhere: the warehouse was moved or copied since (its views name files by
+    absolute path). Hold the lock."""
     _clean_leftovers(warehouse)
     snapshot = current_snapshot(warehouse)
-    if snapshot is not None and not _database_reads(snapshot):
+    if snapshot is not None and not database_reads(snapshot):
         build_database(snapshot)
 
 
-def _database_reads(snapshot: Path) -> bool:
-    """Whether the snapshot's database reads the snapshot's own files, where they are now."""
+def rebuild(warehouse: Path) -> Path:
+    """Rebuild the current snapshot's database under the lock, wherever the warehouse now is:
+    the repair for a moved or copied warehouse, without an ingest. Returns the database."""
+    snapshot = readable_snapshot(warehouse)
+    with locked(warehouse):
+        _clean_leftovers(warehouse)
+        snapshot = readable_snapshot(warehouse)
+        build_database(snapshot)
+    return warehouse / views.DATABASE
+
+
+def database_reads(snapshot: Path) -> bool:
+    """Whether the snapshot's database reads the snapshot's own files, where they are now,
+    and no other warehouse's (a copy's database names the original's files)."""
     try:
         con = duckdb.connect(str(snapshot / views.DATABASE), read_only=True)
     except duckdb.Error:
         return False
     try:
-        rows = con.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'sessions'").fetchall()
+        rows = con.sql(
+            "SELECT sql FROM duckdb_views() WHERE view_name IN ('sessions', 'rejects')"
+        ).fetchall()
+    except duckdb.Error:
+        return False
     finally:
         con.close()
-    return bool(rows) and ("read_parquet" not in rows[0][0] or str(snapshot) in rows[0][0])
+    if len(rows) != 2:
+        return False
+    own = str(snapshot) + "/"
+    for (text,) in rows:
+        # Every path the views name: the string literals that name Parquet files.
+        for literal in re.findall(r"'((?:[^']|'')*)'", text):
+            path = literal.replace("''", "'")
+            if path.endswith(".parquet") and not path.startswith(own):
+                return False
+    return True
 
 
 def _clean_leftovers(warehouse: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from schemas import PARTITION_COLUMN, STORED_FIELDS
+from schemas import STORED_FIELDS
 
 # In dependency order: each file may use the relations of the files before it.
 VIEW_FILES = (
@@ -56,11 +56,14 @@ def statements(sessions: list[Path], rejects: list[Path]) -> list[str]:
 
     The files are named one by one, by absolute path into one snapshot of the warehouse,
     so that a query reads one whole snapshot however ingests commit meanwhile, and the
-    database opens from any working directory.
+    database opens from any working directory. Hive partitioning is off: DuckDB would take
+    `key=value` from every folder of the path, the warehouse's own parents included (a
+    warehouse under `.../agent_id=X/` would read every agent as X); the `sessions` view
+    derives the partition, `utc_date`, from the timestamp instead.
     """
     replacements = {
         "{{ sessions_parquet }}": (
-            f"read_parquet({sql_paths(sessions)}, hive_partitioning = true, union_by_name = true)"
+            f"read_parquet({sql_paths(sessions)}, hive_partitioning = false, union_by_name = true)"
             if sessions
             else _empty_sessions()
         ),
@@ -90,8 +93,7 @@ def sql_paths(files: list[Path]) -> str:
 
 
 def _empty_sessions() -> str:
-    columns = [(f.name, f.duckdb_type) for f in STORED_FIELDS]
-    return empty_relation((*columns, (PARTITION_COLUMN, "DATE")))
+    return empty_relation(tuple((f.name, f.duckdb_type) for f in STORED_FIELDS))
 
 
 def empty_relation(columns: tuple[tuple[str, str], ...]) -> str:

@@ -8,8 +8,9 @@ with source as (
 
 localised as (
     select
-        source.* exclude ("date"),
-        cast(source."date" as date) as utc_date,
+        source.*,
+        -- The partition (the files' `date=` folder): the date the session started, in UTC.
+        cast(timezone('UTC', source."timestamp") as date) as utc_date,
         -- A lookup rather than a join, so that a query without local times does not pay it.
         case
             when agent_timezone in (select name from pg_timezone_names()) then agent_timezone
