@@ -427,8 +427,9 @@ def check_command(warehouse: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default="report.html",
     show_default=True,
-    help="The HTML file to write; its folder is created if missing. The full tables are "
-    "written beside it as CSV: OUT-agents.csv, OUT-channels.csv, OUT-prompt_versions.csv.",
+    help="The HTML file to write; its folder is created if missing. Every row of its tables "
+    "is written beside it as CSV: for report.html, report-agents.csv, report-channels.csv "
+    "and report-prompt_versions.csv.",
 )
 @scope_options
 @_user_errors
