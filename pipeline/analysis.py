@@ -85,6 +85,65 @@ class Analysis:
         return self.headline["first_date"], self.headline["last_date"]
 
 
+@dataclass(frozen=True)
+class Top:
+    """The first rows of a breakdown, and what the rest hold: a report stays readable with
+    thousands of agents or prompts, and says what it left out."""
+
+    shown: pl.DataFrame
+    rows_left_out: int
+    groups_left_out: int
+    sessions_left_out: int
+
+    @property
+    def complete(self) -> bool:
+        return self.rows_left_out == 0
+
+
+def top(frame: pl.DataFrame, n: int) -> Top:
+    """The `n` rows of `frame` with the most sessions (ties in the frame's order)."""
+    shown = frame.with_row_index("_order").sort(
+        ["session_count", "_order"], descending=[True, False], nulls_last=True
+    )
+    rest = shown.slice(n)
+    return Top(
+        shown=shown.head(n).sort("_order").drop("_order"),
+        rows_left_out=rest.height,
+        groups_left_out=rest.height,
+        sessions_left_out=int(rest["session_count"].sum()),
+    )
+
+
+def top_prompts(frame: pl.DataFrame, n: int, versions: int) -> Top:
+    """The versions of the `n` prompts with the most sessions, the latest `versions` of each;
+    prompts by sessions, then their versions in order."""
+    totals = (
+        frame.group_by("prompt_id", maintain_order=True)
+        .agg(pl.col("session_count").sum().alias("_total"))
+        .with_row_index("_order")
+        .sort(["_total", "_order"], descending=[True, False], nulls_last=True)
+    )
+    chosen = totals.head(n).with_row_index("_rank").select("prompt_id", "_rank")
+    shown = (
+        frame.with_row_index("_version")
+        .join(chosen, on="prompt_id", how="inner", nulls_equal=True)
+        .sort("_version")  # a join does not keep the order, and "latest" depends on it
+        .filter(
+            # The count is unsigned: cast before subtracting, or a short prompt wraps around.
+            pl.int_range(pl.len()).over("prompt_id")
+            >= pl.len().over("prompt_id").cast(pl.Int64) - versions
+        )
+        .sort(["_rank", "_version"])
+        .drop("_rank", "_version")
+    )
+    return Top(
+        shown=shown,
+        rows_left_out=frame.height - shown.height,
+        groups_left_out=max(totals.height - n, 0),
+        sessions_left_out=int(frame["session_count"].sum()) - int(shown["session_count"].sum()),
+    )
+
+
 def analyse(warehouse: Path, scope: Scope | None = None) -> Analysis:
     """Read every figure of the report for `scope` (all sessions but tests by default)."""
     scope = scope or Scope()

@@ -3,14 +3,50 @@
 from __future__ import annotations
 
 import io
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
 from typing import Any
 
+import matplotlib
 import polars as pl
 from matplotlib.figure import Figure
 
-from pipeline.analysis import Analysis
+from pipeline.analysis import Analysis, top, top_prompts
+from pipeline.labels import for_chart
 
 BLUE, ORANGE, GREY = "#3465a4", "#f57900", "#888a85"
+
+# How many agents, channels and reasons a chart shows (those with the most sessions), and how
+# many prompts: past that a chart is unreadable, and its image grows without bound.
+TOP = 20
+TOP_PROMPTS = 12
+VERSIONS = 10
+
+
+@contextmanager
+def _plain_text() -> Iterator[None]:
+    """Text as matplotlib draws it for our labels, whatever a notebook's settings: never LaTeX,
+    and mathtext only where a `$` is unescaped, which `for_chart` leaves none of. A font that
+    lacks a glyph (emoji in a name) draws a box; the warning about it says nothing to a
+    report's reader, nor does numpy's about an overflow in an axis' arithmetic."""
+    with (
+        matplotlib.rc_context({"text.usetex": False, "text.parse_math": True}),
+        warnings.catch_warnings(),
+    ):
+        warnings.filterwarnings("ignore", message="Glyph .* missing from")
+        warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
+        yield
+
+
+def _chart(build: Callable[..., Figure]) -> Callable[..., Figure]:
+    @wraps(build)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with _plain_text():
+            return build(*args, **kwargs)
+
+    return wrapper
 
 
 def _figure(
@@ -23,13 +59,28 @@ def _figure(
     return fig, [ax for row in grid for ax in row]
 
 
+def _empty(ax: Any, text: str) -> None:
+    """Say so in a chart with nothing to show, rather than leave bare axes."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_yticks([])
+
+
 def _label(agent_id: str | None, name: str | None) -> str:
-    return name or agent_id or "(no agent)"
+    return for_chart(name or agent_id or "(no agent)")
 
 
-def duration_distribution(analysis: Analysis) -> Figure:
-    """Box plots of session duration per agent, on a log scale (durations are skewed)."""
-    rows = analysis.distribution.to_dicts()
+def _of(shown: int, total: int, what: str) -> str:
+    """Says what a chart cut: '' when it shows everything."""
+    return f" (the {shown:,} of {total:,} {what} with most sessions)" if shown < total else ""
+
+
+@_chart
+def duration_distribution(analysis: Analysis, n: int = TOP) -> Figure:
+    """Box plots of session duration per agent, on a log scale (durations are skewed): the `n`
+    agents with most sessions with a duration."""
+    everyone = analysis.distribution
+    chosen = top(everyone.with_columns(session_count=pl.col("duration_count")), n).shown
+    rows = chosen.drop("session_count").sort("p50", maintain_order=True).to_dicts()
     fig, (ax,) = _figure(9, 0.45 * max(len(rows), 3) + 1.2)
     stats = [
         {
@@ -47,20 +98,25 @@ def duration_distribution(analysis: Analysis) -> Figure:
         ax.bxp(stats, orientation="horizontal", showfliers=False, patch_artist=True,
                boxprops={"facecolor": "#c6d7ee", "edgecolor": BLUE},
                medianprops={"color": ORANGE, "linewidth": 2})  # fmt: skip
+    else:
+        _empty(ax, "no session with a duration")
     ax.set_xscale("log")
     ax.set_xlabel("session duration, seconds (log scale); box 25-75%, whiskers 5-95%")
-    ax.set_title("Duration per agent")
+    ax.set_title("Duration per agent" + _of(len(rows), everyone.height, "agents"))
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def channel_comparison(analysis: Analysis) -> Figure:
-    """Median and p90 duration per channel, with the sessions behind each."""
-    rows = analysis.channels.to_dicts()
+@_chart
+def channel_comparison(analysis: Analysis, n: int = TOP) -> Figure:
+    """Median and p90 duration per channel, with the sessions behind each: the `n` channels
+    with most sessions."""
+    rows = top(analysis.channels, n).shown.to_dicts()
     labels = [
-        f"{r['channel_manager_type'] or '(none)'}\n{r['channel_manager_service'] or ''} "
-        f"(n={r['session_count']:,})"
+        f"{for_chart(r['channel_manager_type'] or '(none)')}\n"
+        f"{'' if r['channel_manager_service'] is None else for_chart(r['channel_manager_service'])}"
+        f" (n={r['session_count']:,})"
         for r in rows
     ]
     fig, (ax,) = _figure(9, 0.6 * max(len(rows), 2) + 1.2)
@@ -78,40 +134,51 @@ def channel_comparison(analysis: Analysis) -> Figure:
     ax.set_yticks(list(y), labels)
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
-    ax.set_title("Duration per channel")
-    ax.legend(loc="best")
+    ax.set_title("Duration per channel" + _of(len(rows), analysis.channels.height, "channels"))
+    if rows:
+        ax.legend(loc="best")
+    else:
+        _empty(ax, "no sessions")
     fig.tight_layout()
     return fig
 
 
-def prompt_versions(analysis: Analysis) -> Figure:
-    """Median and p90 duration of each prompt's versions, in order, with their sessions."""
-    data = analysis.prompt_versions.filter(pl.col("duration_count") > 0)
-    prompts = data["prompt_id"].unique(maintain_order=True).to_list()
+@_chart
+def prompt_versions(analysis: Analysis, n: int = TOP_PROMPTS, versions: int = VERSIONS) -> Figure:
+    """Median and p90 duration of each prompt's versions, in order, with their sessions: the
+    latest `versions` of the `n` prompts with most sessions with a duration."""
+    measured = analysis.prompt_versions.filter(pl.col("duration_count") > 0)
+    data = top_prompts(measured.with_columns(session_count=pl.col("duration_count")), n, versions)
+    everyone = measured["prompt_id"].n_unique()
+    prompts = data.shown["prompt_id"].unique(maintain_order=True).to_list()
     columns = min(len(prompts), 4) or 1
     rows = -(-len(prompts) // columns) or 1
     fig, axes = _figure(3.2 * columns, 2.6 * rows, rows, columns)
     for ax, prompt in zip(axes, prompts, strict=False):
-        versions = data.filter(pl.col("prompt_id").eq_missing(prompt)).to_dicts()
-        x = [str(v["prompt_version_number"]) for v in versions]
-        ax.plot(x, [v["duration_p50_s"] for v in versions], "o-", color=BLUE, label="median")
-        ax.plot(x, [v["duration_p90_s"] for v in versions], "s--", color=GREY, label="p90")
-        for i, v in enumerate(versions):
+        shown = data.shown.filter(pl.col("prompt_id").eq_missing(prompt)).to_dicts()
+        x = [for_chart(v["prompt_version_number"], 12) for v in shown]
+        ax.plot(x, [v["duration_p50_s"] for v in shown], "o-", color=BLUE, label="median")
+        ax.plot(x, [v["duration_p90_s"] for v in shown], "s--", color=GREY, label="p90")
+        for i, v in enumerate(shown):
             ax.annotate(f"n={v['duration_count']:,}", (i, v["duration_p50_s"]), fontsize=7,
                         textcoords="offset points", xytext=(0, -12), ha="center")  # fmt: skip
-        ax.set_title(versions[-1]["prompt_name"] or str(prompt), fontsize=9)
+        ax.set_title(for_chart(shown[-1]["prompt_name"] or str(prompt), 36), fontsize=9)
         ax.set_xlabel("version", fontsize=8)
         ax.set_ylim(bottom=0)
         ax.tick_params(labelsize=8)
     for ax in axes[len(prompts) :]:
         ax.axis("off")
     axes[0].set_ylabel("seconds")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Duration by prompt version")
+    if prompts:
+        axes[0].legend(fontsize=7)
+    else:
+        _empty(axes[0], "no prompt version with a duration")
+    fig.suptitle("Duration by prompt version" + _of(len(prompts), everyone, "prompts"))
     fig.tight_layout()
     return fig
 
 
+@_chart
 def daily_trend(analysis: Analysis) -> Figure:
     """Sessions per day and their median duration, days in each agent's local time."""
     daily = analysis.daily
@@ -130,20 +197,28 @@ def daily_trend(analysis: Analysis) -> Figure:
     return fig
 
 
-def rejects_by_reason(analysis: Analysis) -> Figure:
-    """What ingest rejected, by field and rule."""
-    rows = analysis.rejects.to_dicts()
+@_chart
+def rejects_by_reason(analysis: Analysis, n: int = TOP) -> Figure:
+    """What ingest rejected, by field and rule: the `n` most frequent."""
+    rows = analysis.rejects.head(n).to_dicts()
     fig, (ax,) = _figure(9, 0.4 * max(len(rows), 2) + 1.2)
     if rows:
         ax.barh(
-            [f"{r['field']}: {r['rule']}" for r in rows], [r["reasons"] for r in rows], color=ORANGE
+            # A bar per row, by position: two reasons that read the same once cut short
+            # stay two bars.
+            range(len(rows)),
+            [r["reasons"] for r in rows],
+            color=ORANGE,
         )
+        ax.set_yticks(range(len(rows)), [for_chart(f"{r['field']}: {r['rule']}", 60) for r in rows])
         ax.invert_yaxis()
     else:
-        ax.text(0.5, 0.5, "nothing was rejected", ha="center", va="center", transform=ax.transAxes)
-        ax.set_yticks([])
+        _empty(ax, "nothing was rejected")
     ax.set_xlabel("rejected rows with this reason")
-    ax.set_title(f"Rejected at ingest: {analysis.rejected_rows:,} rows")
+    title = f"Rejected at ingest: {analysis.rejected_rows:,} rows"
+    if analysis.rejects.height > len(rows):
+        title += f" (the {len(rows)} most frequent of {analysis.rejects.height:,} reasons)"
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -160,5 +235,6 @@ ALL = {
 def png(fig: Figure) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    with _plain_text():
+        fig.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()

@@ -48,10 +48,32 @@ _REINGEST = (
 )
 
 
+# An ingest that commits during a check removes, at the latest two commits on, the snapshot
+# the check reads; a check that finds problems in a snapshot no longer current reads again.
+ATTEMPTS = 4
+
+
 def check(root: Path) -> CheckReport:
-    """Everything that can be wrong with the warehouse at `root`, and how to repair it."""
+    """Everything that can be wrong with the warehouse at `root`, and how to repair it.
+
+    It reads one snapshot, resolved once, never through the warehouse's links (which an
+    ingest committing meanwhile switches). Problems found in a snapshot that an ingest has
+    replaced since may be the ingest's doing (files removed as the check read them): then
+    the check starts again on the new snapshot."""
+    for _ in range(ATTEMPTS):
+        snapshot = warehouse.readable_snapshot(root)
+        report = check_snapshot(root, snapshot)
+        if not report.problems or warehouse.readable_snapshot(root) == snapshot:
+            return report
+    raise WarehouseError(
+        f"{root} changed during each of {ATTEMPTS} checks (ingests committed meanwhile): "
+        "run the check again when no ingest runs"
+    )
+
+
+def check_snapshot(root: Path, snapshot: Path) -> CheckReport:
+    """What is wrong with one snapshot of the warehouse at `root`."""
     report = CheckReport(str(root))
-    snapshot = warehouse.readable_snapshot(root)
     expected = [(f.name, f.type) for f in arrow_schema()]
     files = sorted((snapshot / "sessions").glob(f"{PARTITION_COLUMN}=*/*.parquet"))
     readable = []
@@ -71,36 +93,47 @@ def check(root: Path) -> CheckReport:
     report.files = len(files)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    if readable:
-        source = warehouse.stored_files(readable)
-        (report.sessions,) = con.sql(f"SELECT count(*) FROM {source}").fetchall()[0]
-        duplicates = con.sql(
-            f"SELECT session_key, count(*), list(DISTINCT filename ORDER BY filename) "
-            f"FROM {source} GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
-        ).fetchall()
-        for key, count, where in duplicates:
-            report.problems.append(
-                Problem(
-                    f"session_key {key!r} is stored {count} times, in {', '.join(where)}",
-                    "a file that does not belong in its folder: delete it, or restore the "
-                    "folder from an earlier snapshot in .snapshots/",
-                )
-            )
-        misplaced = con.sql(
-            f"SELECT count(*), list(DISTINCT filename ORDER BY filename) FROM {source} "
-            f"WHERE CAST(timestamp AS DATE) <> {warehouse.FOLDER_DATE}"
-        ).fetchall()[0]
-        if misplaced[0]:
-            report.problems.append(
-                Problem(
-                    f"{misplaced[0]} session(s) stored under another date, in "
-                    f"{', '.join(misplaced[1])}",
-                    _REINGEST,
-                )
-            )
-    _check_manifest(snapshot, con, readable, report)
+    try:
+        if readable:
+            _check_keys(con, readable, report)
+        _check_manifest(snapshot, con, readable, report)
+    except (duckdb.Error, OSError) as exc:
+        # A file read a moment ago cannot be read now: removed by an ingest, or failing.
+        report.problems.append(Problem(f"{snapshot}: cannot be read ({exc})", _REINGEST))
+    finally:
+        con.close()
     _check_database(root, snapshot, report)
     return report
+
+
+def _check_keys(con: duckdb.DuckDBPyConnection, readable: list[Path], report: CheckReport) -> None:
+    """Sessions stored twice, or under a date that is not theirs."""
+    source = warehouse.stored_files(readable)
+    (report.sessions,) = con.sql(f"SELECT count(*) FROM {source}").fetchall()[0]
+    duplicates = con.sql(
+        f"SELECT session_key, count(*), list(DISTINCT filename ORDER BY filename) "
+        f"FROM {source} GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+    ).fetchall()
+    for key, count, where in duplicates:
+        report.problems.append(
+            Problem(
+                f"session_key {key!r} is stored {count} times, in {', '.join(where)}",
+                "a file that does not belong in its folder: delete it, or restore the "
+                "folder from an earlier snapshot in .snapshots/",
+            )
+        )
+    misplaced = con.sql(
+        f"SELECT count(*), list(DISTINCT filename ORDER BY filename) FROM {source} "
+        f"WHERE CAST(timestamp AS DATE) <> {warehouse.FOLDER_DATE}"
+    ).fetchall()[0]
+    if misplaced[0]:
+        report.problems.append(
+            Problem(
+                f"{misplaced[0]} session(s) stored under another date, in "
+                f"{', '.join(misplaced[1])}",
+                _REINGEST,
+            )
+        )
 
 
 def _check_manifest(
@@ -119,7 +152,16 @@ def _check_manifest(
             report.problems.append(
                 Problem(f"{path}: no ingest {run_id} in the manifest", "remove the file")
             )
-        report.rejects += pq.ParquetFile(path).metadata.num_rows
+        try:
+            report.rejects += pq.ParquetFile(path).metadata.num_rows
+        except Exception as exc:  # any failure to read is the finding
+            report.problems.append(
+                Problem(
+                    f"{path}: cannot be read ({exc})",
+                    "restore the file from an earlier snapshot in .snapshots/, or remove it "
+                    "(its rejected rows are then lost)",
+                )
+            )
     if files and found.pii_mode in ("pseudonymise", "drop"):
         raw = con.sql(
             f"SELECT count(*) FROM {warehouse.stored_files(files)} WHERE source IS NOT NULL"
@@ -136,7 +178,10 @@ def _check_manifest(
 
 
 def _check_database(root: Path, snapshot: Path, report: CheckReport) -> None:
+    """The snapshot's own database (not the one the warehouse's link names, which an ingest
+    may have switched since) reads this warehouse's files and counts the sessions they hold."""
     fix = "run `sessions rebuild` (or any ingest): it rebuilds the database"
+    database = snapshot / views.DATABASE
     if not warehouse.database_reads(snapshot):
         report.problems.append(
             Problem(
@@ -147,11 +192,13 @@ def _check_database(root: Path, snapshot: Path, report: CheckReport) -> None:
         )
         return
     try:
-        con = duckdb.connect(str(root / views.DATABASE), read_only=True)
-        (count,) = con.sql("SELECT count(*) FROM sessions").fetchall()[0]
-        con.close()
+        con = duckdb.connect(str(database), read_only=True)
+        try:
+            (count,) = con.sql("SELECT count(*) FROM sessions").fetchall()[0]
+        finally:
+            con.close()
     except duckdb.Error as exc:
-        report.problems.append(Problem(f"{root / views.DATABASE}: {exc}", fix))
+        report.problems.append(Problem(f"{database}: {exc}", fix))
         return
     if count != report.sessions and not report.problems:
         report.problems.append(

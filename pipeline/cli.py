@@ -441,7 +441,9 @@ def rebuild_command(warehouse: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default="report.html",
     show_default=True,
-    help="The HTML file to write.",
+    help="The HTML file to write; its folder is created if missing. Every row of its tables "
+    "is written beside it as CSV: for report.html, report-agents.csv, report-channels.csv "
+    "and report-prompt_versions.csv.",
 )
 @scope_options
 @_user_errors
@@ -449,10 +451,19 @@ def report_command(warehouse: Path, out: Path, scope: Scope) -> None:
     """Write a self-contained HTML report: headline figures, charts and tables.
 
     One file, charts embedded, nothing fetched from the network: open it on any laptop,
-    attach it to an e-mail, or print it. It says which period and filters it covers.
-    """
-    from pipeline.analysis import analyse
-    from pipeline.html_report import render
+    attach it to an e-mail, or print it. It says which period and filters it covers. Its
+    tables show the agents, channels and prompts with most sessions; every row is in the CSV
+    files written beside it. The files are replaced whole or not at all.
 
-    out.write_text(render(analyse(warehouse, scope)))
-    click.echo(f"wrote {out}")
+    \b
+    Exit codes:
+      0  the report was written
+      3  the warehouse cannot be read, or the report cannot be written (files there unchanged)
+    """
+    from pipeline import atomic, html_report
+    from pipeline.analysis import analyse
+
+    written = html_report.files(analyse(warehouse, scope), out)
+    atomic.write_files(written)
+    for path in written:
+        click.echo(f"wrote {path}")

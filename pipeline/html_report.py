@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from pipeline import charts
-from pipeline.analysis import Analysis
+from pipeline.analysis import Analysis, Top, top, top_prompts
+from pipeline.labels import plain
 from pipeline.output import NULL
+
+# The rows a table of the page shows: the agents and channels with most sessions, and the
+# latest versions of the prompts with most sessions. Every row is in the CSV beside the page.
+TOP = 20
+VERSIONS = 10
+# A name longer than this is cut in the page (it is whole in the CSV).
+CELL_LIMIT = 200
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
@@ -25,6 +35,7 @@ h1 { margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd
 table { border-collapse: collapse; width: 100%; font-size: 12.5px; margin: 0.6em 0 1.2em; }
 th, td { padding: 0.3em 0.5em; border-bottom: 1px solid #e3e3e3; text-align: right; }
 th { background: #f3f6fa; vertical-align: bottom; } td.text, th.text { text-align: left; }
+td.text { overflow-wrap: anywhere; } tr.others td { color: #555; font-style: italic; }
 .wide { overflow-x: auto; }
 figure { margin: 1em 0; } figure img { max-width: 100%; }
 figcaption { color: #555; font-size: 12px; }
@@ -55,20 +66,40 @@ _CAPTIONS = {
 }
 
 
-def render(analysis: Analysis) -> str:
-    """The report as one HTML document with every chart embedded."""
+def files(analysis: Analysis, out: Path) -> dict[Path, bytes]:
+    """What `sessions report --out OUT` writes: the page, and beside it every table whole as
+    CSV (`OUT-agents.csv`, ...), which the page names."""
+    tables = {name: out.with_name(f"{out.stem}-{name}.csv") for name in _FULL_TABLES}
+    page = render(analysis, {name: path.name for name, path in tables.items()})
+    # errors="replace": a warehouse path that is not valid UTF-8 still gives a page.
+    written = {out: page.encode("utf-8", errors="replace")}
+    for name, path in tables.items():
+        buffer = io.BytesIO()
+        getattr(analysis, name).write_csv(buffer)
+        written[path] = buffer.getvalue()
+    return written
+
+
+_FULL_TABLES = ("agents", "channels", "prompt_versions")
+
+
+def render(analysis: Analysis, full_tables: dict[str, str] | None = None) -> str:
+    """The report as one HTML document with every chart embedded. `full_tables` names the
+    files that hold each table whole, by `Analysis` attribute."""
     first, last = analysis.period
+    period = f"{_text(first)} to {_text(last)}" if first else "(no sessions)"
+    shown = f"<b>{_text(first)}</b> to <b>{_text(last)}</b> (local dates)" if first else period
     head = analysis.headline
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Session durations {_text(first)} to {_text(last)}</title>",
+        f"<title>Session durations {period}</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>Session durations</h1>",
-        f'<p class="meta">Period: <b>{_text(first)}</b> to <b>{_text(last)}</b> (local dates). '
-        f"Scope: {html.escape(_scope(analysis))}. "
-        f"Warehouse: {html.escape(str(analysis.warehouse))}. "
+        f'<p class="meta">Period: {shown}. '
+        f"Scope: {_text(_scope(analysis))}. "
+        f"Warehouse: {_text(analysis.warehouse)}. "
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>",
         '<div class="headline">',
         _figure_box("sessions", head["session_count"]),
@@ -80,24 +111,68 @@ def render(analysis: Analysis) -> str:
         _figure_box("rows rejected at ingest", analysis.rejected_rows),
         "</div>",
     ]
+    if not head["session_count"]:
+        parts.append(f'<p class="meta"><b>{_text(_nothing(analysis))}</b></p>')
+    full = full_tables or {}
+    tables = {
+        "agents": (top(analysis.agents, TOP), _AGENT_COLUMNS, "agents"),
+        "channels": (top(analysis.channels, TOP), _CHANNEL_COLUMNS, "channels"),
+        "prompt_versions": (
+            top_prompts(analysis.prompt_versions, TOP, VERSIONS),
+            _PROMPTS,
+            "prompts",
+        ),
+    }
     sections = [
-        ("Per agent", "Duration per agent", analysis.agents, _AGENT_COLUMNS),
-        ("Per channel", "Duration per channel", analysis.channels, _CHANNEL_COLUMNS),
-        ("Per prompt version", "Duration by prompt version", analysis.prompt_versions, _PROMPTS),
-        ("Day by day", "Daily volume and median duration", analysis.daily, None),
-        ("Rejected at ingest", "Rejected at ingest", analysis.rejects, None),
+        ("Per agent", "Duration per agent", "agents"),
+        ("Per channel", "Duration per channel", "channels"),
+        ("Per prompt version", "Duration by prompt version", "prompt_versions"),
+        ("Day by day", "Daily volume and median duration", None),
+        ("Rejected at ingest", "Rejected at ingest", None),
     ]
-    for title, chart, table, columns in sections:
+    for title, chart, name in sections:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(_chart(chart, analysis))
-        if columns is not None:
-            parts.append(_table(table.select(columns)))
+        if name is not None:
+            cut, columns, what = tables[name]
+            parts.append(_table(cut.shown.select(columns), _others(cut, what, full.get(name))))
+            if name in full:
+                parts.append(
+                    f'<p class="meta">Every row and every measure: <code>{_text(full[name])}'
+                    "</code>, beside this file.</p>"
+                )
     parts.append(
         '<p class="meta">Measures: durations in seconds; percentiles interpolate linearly '
         "between order statistics; test sessions are left out unless included. "
         "<code>sessions stats --explain</code> defines every measure.</p></body></html>"
     )
     return "\n".join(parts) + "\n"
+
+
+def _nothing(analysis: Analysis) -> str:
+    """Why the report has no figures."""
+    if analysis.scope != type(analysis.scope)():
+        return "No sessions in this scope: the figures and charts below are empty."
+    if analysis.rejected_rows:
+        return (
+            "The warehouse holds no sessions: every row ingested so far was rejected "
+            "(see below why)."
+        )
+    return "The warehouse holds no sessions yet."
+
+
+def _others(cut: Top, what: str, where: str | None) -> str | None:
+    """The last row of a table cut short: what it leaves out, and where to find it."""
+    if cut.complete:
+        return None
+    if cut.groups_left_out == cut.rows_left_out:
+        text = f"… {cut.groups_left_out:,} more {what}"
+    elif cut.groups_left_out:
+        text = f"… {cut.rows_left_out:,} more rows ({cut.groups_left_out:,} more {what})"
+    else:
+        text = f"… {cut.rows_left_out:,} more rows (older versions)"
+    text += f", with {cut.sessions_left_out:,} sessions"
+    return text + (f": every row is in {where}" if where else "")
 
 
 def _scope(analysis: Analysis) -> str:
@@ -112,8 +187,9 @@ def _scope(analysis: Analysis) -> str:
     return ", ".join(g for g in given if g) or "all sessions"
 
 
-def _text(value: Any) -> str:
-    return html.escape(value.isoformat() if isinstance(value, date) else str(value))
+def _text(value: Any, limit: int | None = None) -> str:
+    """Any value as HTML text: one line, controls made visible, escaped."""
+    return html.escape(plain(value.isoformat() if isinstance(value, date) else value, limit))
 
 
 def _figure_box(label: str, value: Any, unit: str = "") -> str:
@@ -136,7 +212,7 @@ def _chart(title: str, analysis: Analysis) -> str:
     )
 
 
-def _table(frame: pl.DataFrame) -> str:
+def _table(frame: pl.DataFrame, others: str | None = None) -> str:
     numeric = [dtype.is_numeric() for dtype in frame.dtypes]
     head = "".join(
         # Long column names may break at their underscores.
@@ -146,10 +222,14 @@ def _table(frame: pl.DataFrame) -> str:
     rows = []
     for row in frame.iter_rows():
         cells = "".join(
-            f'<td class="{"" if num else "text"}">{html.escape(_cell(name, value))}</td>'
+            f'<td class="{"" if num else "text"}">{_text(_cell(name, value), CELL_LIMIT)}</td>'
             for name, value, num in zip(frame.columns, row, numeric, strict=True)
         )
         rows.append(f"<tr>{cells}</tr>")
+    if others is not None:
+        rows.append(
+            f'<tr class="others"><td class="text" colspan="{frame.width}">{_text(others)}</td></tr>'
+        )
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     return f'<div class="wide">{table}</div>'
 

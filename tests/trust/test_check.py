@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,3 +43,32 @@ def test_a_corrupt_file_and_a_duplicated_session(write: Write, wh: Path) -> None
 def test_not_a_warehouse(tmp_path: Path) -> None:
     result = run_cli("check", "-w", tmp_path)
     assert result.returncode == 3 and "is not a warehouse" in result.stderr
+
+
+def test_a_check_while_ingests_commit_reads_one_snapshot(tmp_path: Path, write: Write) -> None:
+    """Each check reads one snapshot whole, whatever commits meanwhile: every run passes."""
+    wh = tmp_path / "wh"
+    first = write("a.ndjson", ndjson([session(n) for n in range(10)]))
+    assert run_cli("ingest", first, "-w", wh, "-q").returncode == 0
+    results: list[subprocess.CompletedProcess[str]] = []
+    done = threading.Event()
+
+    def check_loop() -> None:
+        while not done.is_set():
+            results.append(run_cli("check", "-w", wh))
+
+    checker = threading.Thread(target=check_loop)
+    checker.start()
+    try:
+        # Each ingest adds a file to every date and updates sessions, so that each commit
+        # changes files the check reads.
+        for batch in range(1, 7):
+            records = [session(n, duration=batch + n) for n in range(5 * batch, 5 * batch + 60)]
+            more = write(f"b{batch}.ndjson", ndjson(records))
+            assert run_cli("ingest", more, "-w", wh, "-q").returncode == 0
+    finally:
+        done.set()
+        checker.join()
+    failed = [(r.returncode, r.stdout + r.stderr) for r in results if r.returncode != 0]
+    assert failed == [] and len(results) >= 3
+    assert all(r.stdout.startswith(f"OK: {wh} holds ") for r in results)
