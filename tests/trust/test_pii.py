@@ -57,11 +57,15 @@ def test_pseudonyms_by_default_stable_across_formatting(write: Write, wh: Path) 
 def test_the_pseudonym_is_hmac_sha256_of_the_normalised_identity(
     write: Write, wh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SESSIONS_PII_KEY", "a key for this test")
+    monkeypatch.setenv("SESSIONS_PII_KEY", "a key for this test, 32 bytes or more")
     ingest([str(records(write))], wh)
-    expected = hmac.new(b"a key for this test", b"+18045550142", hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        b"a key for this test, 32 bytes or more", b"+18045550142", hashlib.sha256
+    ).hexdigest()
     assert stored(wh, "session_id = 's0'")[0]["source"] == "pii:" + expected[:32]
-    email = hmac.new(b"a key for this test", b"caller.one@example.com", hashlib.sha256)
+    email = hmac.new(
+        b"a key for this test, 32 bytes or more", b"caller.one@example.com", hashlib.sha256
+    )
     assert stored(wh, "session_id = 's4'")[0]["source"] == "pii:" + email.hexdigest()[:32]
 
 
@@ -90,7 +94,7 @@ def test_mixing_modes_or_keys_is_refused(
     more = str(write("b.ndjson", ndjson([session(2)])))
     with pytest.raises(WarehouseError, match="would mix two kinds"):
         ingest([more], wh, Options(pii=PiiMode.KEEP))
-    monkeypatch.setenv("SESSIONS_PII_KEY", "another key")
+    monkeypatch.setenv("SESSIONS_PII_KEY", "another key, also 32 bytes or longer")
     with pytest.raises(WarehouseError, match="not the one this warehouse was built with"):
         ingest([more], wh)
     assert json.loads((wh / "current" / "manifest.json").read_text())["pii_mode"] == "pseudonymise"
