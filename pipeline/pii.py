@@ -115,6 +115,9 @@ def _read_key(path: Path) -> bytes:
     FileNotFoundError if there is none."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except NotADirectoryError:
+        # A file where a folder of the path should be: no key there (creating one says why).
+        raise FileNotFoundError(path) from None
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -275,7 +278,8 @@ _AT = r"(?:[@\uff20\ufe6b]|%40)"
 _EMAIL = rf"[\w.%+\-]+{_AT}[\w\-]+(?:\.[\w\-]+)*"
 # What separates the digits of a phone number: spaces, dashes of any kind, dots, and the
 # escapes of a tab or a line end in JSON text.
-_SEP = r"(?:[\s\p{Pd}\u2212.]|\\[tnr])"
+_SPACE_ESCAPE = r"\\(?:[tnr]|u000[9aAdD])"
+_SEP = rf"(?:[\s\p{{Pd}}\u2212.]|{_SPACE_ESCAPE})"
 _PHONE = "|".join(
     [
         # International: + or 00, then at least 7 digits, separated or not.
@@ -286,7 +290,7 @@ _PHONE = "|".join(
         # group has 3 digits or more, so that dates (2026-10-01) stay.
         rf"\(?\d{{2,5}}\)?(?:{_SEP}{{1,3}}\d{{2,5}})+{_SEP}{{1,3}}\d{{3,8}}",
         # Two groups, 7 digits or more: 555-0124, 07700 900123, 030 1234567.
-        r"\d{3,5}(?:[\s\p{Pd}\u2212]|\\[tnr]){1,3}\d{4,8}",
+        rf"\d{{3,5}}(?:[\s\p{{Pd}}\u2212]|{_SPACE_ESCAPE}){{1,3}}\d{{4,8}}",
         # Pairs: 06 12 34 56 78.
         rf"\d{{2}}(?:{_SEP}{{1,3}}\d{{2}}){{4,}}",
     ]
