@@ -1,10 +1,14 @@
-"""Caller identities (`source`): kept, dropped, or replaced by a keyed pseudonym.
+"""Identities: kept, dropped, or replaced by a keyed pseudonym; and redacted from free text.
 
-A pseudonym is HMAC-SHA256 of the normalised identity under a secret key, so the same caller
-maps to the same pseudonym in every export and repeat-caller questions stay answerable, while
-nobody without the key can tell who called. Phone numbers are normalised to E.164 (a 10-digit
-number is taken as North American, +1), e-mail addresses lower-cased.
-"""
+The caller (`source`), and the person called (`target` on a session not known to be inbound),
+are identities. A pseudonym is HMAC-SHA256 of the normalised identity under a secret key, so
+the same person maps to the same pseudonym in every export and repeat-caller questions stay
+answerable, while nobody without the key can tell who called. Phone numbers are normalised to
+E.164 (a 10-digit number is taken as North American, +1), e-mail addresses lower-cased.
+
+Text that may hold an identity anywhere (unknown fields, rejected records and the values they
+were refused for, report lines) has whatever looks like a phone number or an e-mail address
+replaced by `[redacted]`: a pseudonym needs to know where an identity starts and ends."""
 
 from __future__ import annotations
 

@@ -38,6 +38,8 @@ def everything_stored(wh: Path) -> str:
 
 def records(write: Write) -> Path:
     rows = [session(n, source=s) for n, s in enumerate(PHONES + EMAILS)]
+    # The person called, and an unknown field: identities outside `source`.
+    rows.append(session(80, is_outbound=True, target="+1 804 555 0143", caller="804-555-0144"))
     rows.append(session(90, source="+1 804 555 0199", duration=-1))  # rejected
     rows.append('{"timestamp": "2026-10-01T00:00:00Z", "source": "+18045550177", broken')
     return write("calls.ndjson", ndjson(rows))
@@ -73,7 +75,8 @@ def test_no_raw_identity_anywhere_in_the_warehouse(write: Write, wh: Path) -> No
     result = run_cli("ingest", records(write), "-w", wh, "--json")
     assert result.returncode == 0
     everything = everything_stored(wh) + result.stdout + result.stderr
-    for raw in ("555-0142", "5550142", "555 0199", "5550177", "Caller.One", "caller.one"):
+    for raw in ("555-0142", "5550142", "555 0199", "5550177", "Caller.One", "caller.one",
+                "555 0143", "5550143", "555-0144", "5550144"):  # fmt: skip
         assert raw not in everything
     assert len(rejects(wh)) == 2 and all("[redacted]" in r["record"] for r in rejects(wh))
 
