@@ -185,14 +185,21 @@ def fingerprint(key: bytes) -> str:
     return hmac.new(key, b"sessions-analytics key fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
+# Full-width digits and plus sign, as East Asian input methods write them.
+_WIDE = {chr(0xFF10 + d): str(d) for d in range(10)} | {"\uff0b": "+"}
+
+
 def normalised(identity: pl.Expr) -> pl.Expr:
     """An identity as the pseudonym is taken of: E.164 phone numbers, lower-case e-mail."""
     text = identity.str.strip_chars()
-    digits = text.str.replace_all(r"[\s().\-]", "")
-    phone = digits.str.contains(r"^\+?\d{7,15}$")
+    # However the number is written: any space or dash between digits, full-width forms.
+    digits = text.str.replace_many(_WIDE).str.replace_all(r"[\s().\-\p{Pd}\u2212]", "")
+    phone = digits.str.contains(r"^(?:\+|00)?\d{7,15}$")
     e164 = (
         pl.when(digits.str.starts_with("+"))
         .then(digits)
+        .when(digits.str.starts_with("00"))  # the international prefix of most countries
+        .then(pl.lit("+") + digits.str.slice(2))
         .when(digits.str.len_chars() == 10)
         .then(pl.lit("+1") + digits)
         .otherwise(pl.lit("+") + digits)
