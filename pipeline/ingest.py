@@ -262,13 +262,12 @@ def _protect(
         )
     elif len(accepted):
         assert pseudonyms is not None
-        accepted = accepted.with_columns(
-            pseudonyms(accepted["source"]),
-            pl.when(called)
-            .then(pseudonyms(accepted["target"]))
-            .otherwise(pl.col("target"))
-            .alias("target"),
-        )
+        accepted = accepted.with_columns(pseudonyms(accepted["source"]))
+        if accepted.select(called.any()).item():
+            targets = pseudonyms(accepted["target"])
+            accepted = accepted.with_columns(
+                pl.when(called).then(targets).otherwise(pl.col("target")).alias("target")
+            )
     # Most batches have no unknown field: they skip the regular expressions.
     if accepted["extra_fields"].null_count() < len(accepted):
         accepted = accepted.with_columns(pii.redact(pl.col("extra_fields")))

@@ -406,3 +406,34 @@ def test_first_ingests_at_the_same_moment_share_one_key(
     }
     assert len(prints) == 1
     assert len({stored(tmp_path / f"wh{n}")[0]["source"] for n in range(3)}) == 1
+
+
+def as_format(rows: list[dict[str, Any]], fmt: str) -> tuple[str, bytes]:
+    if fmt == "csv":
+        header = sorted({k for r in rows for k in r})
+        lines = [",".join(header)]
+        for r in rows:
+            cells = ["" if r.get(k) is None else str(r[k]) for k in header]
+            lines.append(",".join(f'"{c}"' for c in cells))
+        return "calls.csv", ("\r\n".join(lines) + "\r\n").encode()
+    if fmt == "pages":
+        page = {"items": rows, "page": 0, "page_size": 25, "total_pages": 1}
+        return "pages.ndjson.gz", ndjson([page])
+    return "calls.json", json.dumps(rows, indent=1).encode()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "pages", "json"])
+def test_every_format_is_protected_alike(write: Write, wh: Path, fmt: str) -> None:
+    rows = [
+        session(1, caller_number="415 555 0124", is_outbound=True, target="(415) 555-0125"),
+        session(2, caller_number="zq.caller@example.com", is_outbound=False, target="+18005550100"),
+        session(3, caller_number="x", duration="0044 20 7946 0958"),
+    ]
+    name, content = as_format(rows, fmt)
+    report = ingest([str(write(name, content))], wh)
+    assert (report.rows_accepted, report.rows_rejected) == (2, 1)
+    found = squeezed(everything_stored(wh) + json.dumps(report.to_dict()))
+    assert [
+        core for core in ("4155550124", "4155550125", "2079460958", "zqcaller") if core in found
+    ] == []
+    assert "+18005550100" in found  # the agent's own line, inbound
