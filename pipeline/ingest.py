@@ -270,11 +270,11 @@ def _protect(
             )
     # Most batches have no unknown field: they skip the regular expressions.
     if accepted["extra_fields"].null_count() < len(accepted):
-        accepted = accepted.with_columns(pii.redact(pl.col("extra_fields")))
+        accepted = accepted.with_columns(pii.redact_column(accepted["extra_fields"]))
     if len(rejected):
         reason = pl.element().struct
         rejected = rejected.with_columns(
-            pii.redact(pl.col("_record")),
+            pii.redact_column(rejected["_record"]),
             # The value a rule refused may be an identity (`duration: "+14155550124"`), and so
             # may the names of keys given twice.
             pl.col("_reasons").list.eval(

@@ -286,7 +286,9 @@ _ESCAPES = _escapes()
 # Rust regular expressions, Unicode-aware: `\d` is any decimal digit (full-width too), `\s`
 # any space (no-break and narrow spaces too), `\w` any letter or digit.
 _AT = r"(?:[@\uff20\ufe6b]|%40)"
-_EMAIL = rf"[\w.%+\-]+{_AT}[\w\-]+(?:\.[\w\-]+)*"
+# The escape just before an address (`"\nalice@example.com"`) is kept whole, so that the
+# text stays JSON: `\n[redacted]`, not `\[redacted]`.
+_EMAIL = rf"(\\(?:u[0-9a-fA-F]{{4}}|[^u]))?[\w.%+\-]+{_AT}[\w\-]+(?:\.[\w\-]+)*"
 # What separates the digits of a phone number: spaces, dashes of any kind, dots, and the
 # escapes of a tab or a line end in JSON text.
 _SPACE_ESCAPE = r"\\(?:[tnr]|u000[9aAdD])"
@@ -308,11 +310,55 @@ _PHONE = "|".join(
 )
 
 
+# A JSON string (skipped whole), or a number of 7 digits or more outside any string.
+_STRING_OR_LONG_NUMBER = r'("[^"\\]*(?:\\.[^"\\]*)*")|-?[\d.]*\d{7}[\d.]*(?:[eE][+\-]?\d+)?'
+# Where such a number may be: after a JSON colon, comma or bracket. Finding the strings costs
+# four times the rest of the redaction, so texts without such a number skip it.
+_MAY_HAVE_LONG_NUMBER = r"[:\[,]\s*-?[\d.]*\d{7}"
+# Marks where such a number was: a noncharacter, which no text should hold.
+_MARK = "\ufdd0"
+
+
 def redact(text: pl.Expr) -> pl.Expr:
     """Free text (a rejected record as received, unknown fields as JSON) with anything that
-    looks like an e-mail address or a phone number replaced by `[redacted]`."""
-    decoded = text.str.replace_many(_ESCAPES, ascii_case_insensitive=True)
-    return decoded.str.replace_all(_EMAIL, REDACTED).str.replace_all(_PHONE, REDACTED)
+    looks like an e-mail address or a phone number replaced by `[redacted]`.
+
+    JSON text stays JSON: an identity inside a string becomes `[redacted]` there, and a long
+    number outside any string (`"callback": 4155550124`) becomes the string `"[redacted]"`.
+    """
+    return _identities(_long_numbers(_decoded(text)))
+
+
+def redact_column(texts: pl.Series) -> pl.Series:
+    """`redact` of each text of a column, the costly step only for texts that may need it."""
+    frame = texts.to_frame("t")
+    may = frame.select(pl.col("t").str.contains(_MAY_HAVE_LONG_NUMBER).fill_null(False))["t"]
+    if not may.any():
+        return frame.select(_identities(_decoded(pl.col("t"))))["t"].alias(texts.name)
+    if may.all():
+        return frame.select(redact(pl.col("t")))["t"].alias(texts.name)
+    redacted = frame.select(_identities(_decoded(pl.col("t"))))["t"]
+    redacted.scatter(may.arg_true(), frame.filter(may).select(redact(pl.col("t")))["t"])
+    return redacted.alias(texts.name)
+
+
+def _decoded(text: pl.Expr) -> pl.Expr:
+    return text.str.replace_many(_ESCAPES, ascii_case_insensitive=True)
+
+
+def _long_numbers(text: pl.Expr) -> pl.Expr:
+    """Long numbers outside strings, as the string "[redacted]". Without conditional
+    replacements, in three steps: every string gets a mark after it and every such number
+    becomes one; the marks after strings go; the others become "[redacted]"."""
+    return (
+        text.str.replace_all(_STRING_OR_LONG_NUMBER, "${1}" + _MARK)
+        .str.replace_all('"' + _MARK, '"', literal=True)
+        .str.replace_all(_MARK, f'"{REDACTED}"', literal=True)
+    )
+
+
+def _identities(text: pl.Expr) -> pl.Expr:
+    return text.str.replace_all(_EMAIL, "${1}" + REDACTED).str.replace_all(_PHONE, REDACTED)
 
 
 def redact_texts(texts: list[str]) -> list[str]:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline import pii
@@ -124,8 +125,11 @@ def test_no_identity_outside_source_is_stored_or_shown(write: Write, wh: Path, m
     for n in (3, 4):
         target = by_id[f"s{n}"]["target"]
         assert target is None if mode == "drop" else target.startswith("pii:")
-    # Unknown fields keep what is not an identity.
+    # Unknown fields keep what is not an identity, and stay JSON; so do JSON records.
     assert json.loads(by_id["s1"]["extra_fields"])["caller_number"] == "[redacted]"
+    assert json.loads(by_id["s2"]["extra_fields"])["callback"] == "[redacted]"  # was a number
+    assert all(json.loads(r["extra_fields"]) for r in by_id.values() if r["extra_fields"])
+    assert all(json.loads(r["record"]) for r in rejects(wh) if "broken" not in r["record"])
     reasons = [r["reason"] for r in rejects(wh)]
     assert "duration: not_a_number ([redacted])" in reasons
 
@@ -197,7 +201,7 @@ def json_string(text: str, escape: list[bool]) -> str:
     escape=st.lists(st.booleans(), max_size=40),
     ascii_only=st.booleans(),
     around=st.sampled_from(["{}", "call {} now", "tel:{}", "mailto:{}", "<{}>"]),
-    where=st.sampled_from(["duration", "note", "caller_number", "a key"]),
+    where=st.sampled_from(["duration", "note", "caller_number", "a key", "a number"]),
 )
 def test_redaction_leaves_no_identity_in_json_text(
     identity: tuple[str, str], escape: list[bool], ascii_only: bool, around: str, where: str
@@ -207,10 +211,15 @@ def test_redaction_leaves_no_identity_in_json_text(
     if ascii_only:  # as json.dumps writes by default: every non-ASCII character escaped
         value = json.dumps(json.loads(f'"{value}"'))[1:-1]
     pair = f'"{value}": 1' if where == "a key" else f'"{where}": "{value}"'
+    if where == "a number":  # a phone number written as a JSON number, if it can be one
+        digits = "".join(c for c in written if c.isdigit())
+        assume(digits.isascii() and digits == written.lstrip("+") and not digits.startswith("0"))
+        pair = f'"callback": {written.lstrip("+")}, "list": [1, {digits}, {digits}]'
     record = '{"timestamp": "2026-10-01T12:34:56+02:00", ' + pair + ', "duration": 12.5}'
     assert squeezed(core) in squeezed(record)
     (redacted,) = pii.redact_texts([record])
     assert squeezed(core) not in squeezed(redacted), redacted
+    json.loads(redacted)  # JSON text stays JSON
     # Timestamps and durations are not taken for phone numbers.
     assert redacted.startswith('{"timestamp": "2026-10-01T12:34:56+02:00", ')
     assert redacted.endswith(', "duration": 12.5}')
@@ -437,3 +446,22 @@ def test_every_format_is_protected_alike(write: Write, wh: Path, fmt: str) -> No
         core for core in ("4155550124", "4155550125", "2079460958", "zqcaller") if core in found
     ] == []
     assert "+18005550100" in found  # the agent's own line, inbound
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"note": "line one\\nzq.caller@example.com"}',
+        '{"note": "\\tzq.caller@example.com\\t+1 415 555 0124"}',
+        '{"note": "\\u00e9zq@example.com"}',
+        '{"n": 4155550124, "m": -4155550124.5, "l": [4155550124,4155550125], "k": 1e7}',
+        '{"note": "quoted \\"4155550124\\" and :4155550125,"}',
+        "[4155550124]",
+    ],
+)
+def test_json_stays_json(record: str) -> None:
+    (redacted,) = pii.redact_texts([record])
+    (column,) = pii.redact_column(pl.Series([record])).to_list()
+    assert redacted == column
+    assert "[redacted]" in redacted and "41555501" not in redacted and "zq" not in redacted
+    json.loads(redacted)
