@@ -293,19 +293,22 @@ _EMAIL = rf"(\\(?:u[0-9a-fA-F]{{4}}|[^u]))?[\w.%+\-]+{_AT}[\w\-]+(?:\.[\w\-]+)*"
 # escapes of a tab or a line end in JSON text.
 _SPACE_ESCAPE = r"\\(?:[tnr]|u000[9aAdD])"
 _SEP = rf"(?:[\s\p{{Pd}}\u2212.]|{_SPACE_ESCAPE})"
+# At one place the first of these that matches wins, so the ones that take a whole number
+# in its groups come before the ones that would take only a part of it.
 _PHONE = "|".join(
     [
         # International: + or 00, then at least 7 digits, separated or not.
-        rf"(?:[+\uff0b\ufe62]|\b00){_SEP}*\(?\d(?:(?:{_SEP}|[()]){{0,3}}\d){{6,}}",
-        # Any run of 7 digits or more (a little over-redaction of long numbers, by design).
-        r"\d{7,}",
+        rf"(?:[+\uff0b\ufe62]|\b[0\uff10]{{2}}){_SEP}*\(?\d(?:(?:{_SEP}|[()]){{0,3}}\d){{6,}}",
         # National formats in groups: (415) 555-0124, 020 7946 0958, 1-800-555-0100. The last
         # group has 3 digits or more, so that dates (2026-10-01) stay.
         rf"\(?\d{{2,5}}\)?(?:{_SEP}{{1,3}}\d{{2,5}})+{_SEP}{{1,3}}\d{{3,8}}",
-        # Two groups, 7 digits or more: 555-0124, 07700 900123, 030 1234567.
-        rf"\d{{3,5}}(?:[\s\p{{Pd}}\u2212]|{_SPACE_ESCAPE}){{1,3}}\d{{4,8}}",
         # Pairs: 06 12 34 56 78.
         rf"\d{{2}}(?:{_SEP}{{1,3}}\d{{2}}){{4,}}",
+        # Two groups, 7 digits or more: 555-0124, 07700 900123, 030 1234567.
+        rf"\d{{3,5}}(?:[\s\p{{Pd}}\u2212]|{_SPACE_ESCAPE}){{1,3}}\d{{4,8}}",
+        # Any run of 7 digits or more, and the groups after it (a little over-redaction of
+        # long numbers, by design).
+        rf"\d{{7,}}(?:{_SEP}{{1,3}}\d+)*",
     ]
 )
 
