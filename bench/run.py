@@ -102,7 +102,7 @@ def main() -> None:
     increment = int(100_000 * args.scale)
     work = args.work or Path(tempfile.mkdtemp(prefix="sessions-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    env_key = {"SESSIONS_PII_KEY": "benchmark key"}
+    env_key = {"SESSIONS_PII_KEY": "benchmark key, 32 bytes or longer"}
     os.environ.update(env_key)
     sessions = str(BIN / "sessions")
     results: list[Result] = []

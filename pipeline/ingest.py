@@ -198,7 +198,7 @@ def _check_pii(
     key = pii.load_key(notify)
     if previous.key_fingerprint not in (None, pii.fingerprint(key)):
         raise WarehouseError(
-            f"the pseudonymisation key (${pii.KEY_ENV} or {pii.default_key_file()}) is not "
+            f"the pseudonymisation key ({pii.key_source()}) is not "
             "the one this warehouse was built with: the same caller would get two pseudonyms"
         )
     return key
@@ -266,17 +266,47 @@ def _protect(
     mode: PiiMode,
     pseudonyms: pii.Pseudonyms | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Caller identities as `mode` says: pseudonymised or dropped in the stored sessions, and
-    redacted from the text of rejected records, which may hold them anywhere."""
+    """Identities as `mode` says: in the stored sessions, the caller (`source`), and the person
+    called (`target`) on a session not known to be inbound, pseudonymised or dropped; and
+    anything that looks like one redacted from the text that may hold them anywhere: unknown
+    fields, and the records and reasons of rejected rows."""
     if mode is PiiMode.KEEP:
         return accepted, rejected
+    # On an inbound session `target` is the agent's own number; on an outbound one it is the
+    # person called. Where the export does not say (older exports), it may be a person.
+    called = pl.col("is_outbound").fill_null(True)
     if mode is PiiMode.DROP:
-        source = pl.lit(None, pl.String).alias("source")
-        accepted = accepted.with_columns(source)
+        dropped = pl.lit(None, pl.String)
+        accepted = accepted.with_columns(
+            dropped.alias("source"),
+            pl.when(called).then(dropped).otherwise(pl.col("target")).alias("target"),
+        )
     elif len(accepted):
         assert pseudonyms is not None
         accepted = accepted.with_columns(pseudonyms(accepted["source"]))
-    return accepted, rejected.with_columns(pii.redact(pl.col("_record")))
+        if accepted.select(called.any()).item():
+            targets = pseudonyms(accepted["target"])
+            accepted = accepted.with_columns(
+                pl.when(called).then(targets).otherwise(pl.col("target")).alias("target")
+            )
+    # Most batches have no unknown field: they skip the regular expressions.
+    if accepted["extra_fields"].null_count() < len(accepted):
+        accepted = accepted.with_columns(pii.redact_column(accepted["extra_fields"]))
+    if len(rejected):
+        reason = pl.element().struct
+        rejected = rejected.with_columns(
+            pii.redact_column(rejected["_record"]),
+            # The value a rule refused may be an identity (`duration: "+14155550124"`), and so
+            # may the names of keys given twice.
+            pl.col("_reasons").list.eval(
+                pl.struct(
+                    pii.redact(reason.field("field")).alias("field"),
+                    reason.field("rule"),
+                    pii.redact(reason.field("value")).alias("value"),
+                )
+            ),
+        )
+    return accepted, rejected
 
 
 def _stored(accepted: pl.DataFrame, source: Source, seq: int, run: warehouse.Run) -> pl.DataFrame:

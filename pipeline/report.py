@@ -7,6 +7,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pipeline.pii import redact_texts
+
+
+def _shown(texts: list[str]) -> list[str]:
+    """Texts that come from the input (warnings quoting a value, names of unknown fields or of
+    keys given twice), as a report or a log may show them: without anything that looks like a
+    phone number or an e-mail address. Reports are printed, mailed and kept."""
+    return redact_texts(texts)
+
+
+def _shown_counts(counts: Counter[str]) -> dict[str, int]:
+    shown: Counter[str] = Counter()
+    for label, count in zip(_shown(list(counts)), counts.values(), strict=True):
+        shown[label] += count  # two labels may now read the same
+    return dict(sorted(shown.items()))
+
 
 @dataclass(frozen=True)
 class SkippedFile:
@@ -36,9 +52,9 @@ class FileReport:
             "rows_read": self.rows_read,
             "rows_accepted": self.rows_accepted,
             "rows_rejected": self.rows_rejected,
-            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
-            "unknown_fields": sorted(self.unknown_fields),
-            "warnings": self.warnings,
+            "rejected_by_reason": _shown_counts(self.rejected_by_reason),
+            "unknown_fields": sorted(set(_shown(sorted(self.unknown_fields)))),
+            "warnings": _shown(self.warnings),
         }
 
 
@@ -74,15 +90,18 @@ class IngestReport:
 
     @property
     def rejected_by_reason(self) -> Counter[str]:
-        return sum((f.rejected_by_reason for f in self.files), Counter())
+        """Rejected rows by reason, as shown (see `_shown`)."""
+        return Counter(_shown_counts(sum((f.rejected_by_reason for f in self.files), Counter())))
 
     @property
     def unknown_fields(self) -> list[str]:
-        return sorted(set().union(*(f.unknown_fields for f in self.files)))
+        """Names of the fields the schema does not know, as shown (see `_shown`)."""
+        return sorted(set(_shown(sorted(set().union(*(f.unknown_fields for f in self.files))))))
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{f.path}: {w}" for f in self.files for w in f.warnings]
+        """Every file's warnings, as shown (see `_shown`)."""
+        return [f"{f.path}: {w}" for f in self.files for w in _shown(f.warnings)]
 
     def to_dict(self) -> dict[str, Any]:
         return {

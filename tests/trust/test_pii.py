@@ -19,7 +19,15 @@ from pipeline.pii import PiiMode, Pseudonyms
 from tests.conftest import ndjson, rejects, run_cli, session, stored
 
 Write = Callable[[str, bytes], Path]
-PHONES = ["+1 (804) 555-0142", "804.555.0142", "+18045550142", "8045550142"]
+PHONES = [
+    "+1 (804) 555-0142",
+    "804.555.0142",
+    "+18045550142",
+    "8045550142",
+    "001 804 555 0142",
+    "+1\u00a0804\u2010555\u20110142",
+    "\uff0b\uff11\uff18\uff10\uff14\uff15\uff15\uff15\uff10\uff11\uff14\uff12",
+]
 EMAILS = ["Caller.One@Example.COM", "caller.one@example.com "]
 
 
@@ -38,6 +46,8 @@ def everything_stored(wh: Path) -> str:
 
 def records(write: Write) -> Path:
     rows = [session(n, source=s) for n, s in enumerate(PHONES + EMAILS)]
+    # The person called, and an unknown field: identities outside `source`.
+    rows.append(session(80, is_outbound=True, target="+1 804 555 0143", caller="804-555-0144"))
     rows.append(session(90, source="+1 804 555 0199", duration=-1))  # rejected
     rows.append('{"timestamp": "2026-10-01T00:00:00Z", "source": "+18045550177", broken')
     return write("calls.ndjson", ndjson(rows))
@@ -57,19 +67,26 @@ def test_pseudonyms_by_default_stable_across_formatting(write: Write, wh: Path) 
 def test_the_pseudonym_is_hmac_sha256_of_the_normalised_identity(
     write: Write, wh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SESSIONS_PII_KEY", "a key for this test")
+    monkeypatch.setenv("SESSIONS_PII_KEY", "a key for this test, 32 bytes or more")
     ingest([str(records(write))], wh)
-    expected = hmac.new(b"a key for this test", b"+18045550142", hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        b"a key for this test, 32 bytes or more", b"+18045550142", hashlib.sha256
+    ).hexdigest()
     assert stored(wh, "session_id = 's0'")[0]["source"] == "pii:" + expected[:32]
-    email = hmac.new(b"a key for this test", b"caller.one@example.com", hashlib.sha256)
-    assert stored(wh, "session_id = 's4'")[0]["source"] == "pii:" + email.hexdigest()[:32]
+    email = hmac.new(
+        b"a key for this test, 32 bytes or more", b"caller.one@example.com", hashlib.sha256
+    )
+    assert (
+        stored(wh, f"session_id = 's{len(PHONES)}'")[0]["source"] == "pii:" + email.hexdigest()[:32]
+    )
 
 
 def test_no_raw_identity_anywhere_in_the_warehouse(write: Write, wh: Path) -> None:
     result = run_cli("ingest", records(write), "-w", wh, "--json")
     assert result.returncode == 0
     everything = everything_stored(wh) + result.stdout + result.stderr
-    for raw in ("555-0142", "5550142", "555 0199", "5550177", "Caller.One", "caller.one"):
+    for raw in ("555-0142", "5550142", "555 0199", "5550177", "Caller.One", "caller.one",
+                "555 0143", "5550143", "555-0144", "5550144"):  # fmt: skip
         assert raw not in everything
     assert len(rejects(wh)) == 2 and all("[redacted]" in r["record"] for r in rejects(wh))
 
@@ -90,7 +107,7 @@ def test_mixing_modes_or_keys_is_refused(
     more = str(write("b.ndjson", ndjson([session(2)])))
     with pytest.raises(WarehouseError, match="would mix two kinds"):
         ingest([more], wh, Options(pii=PiiMode.KEEP))
-    monkeypatch.setenv("SESSIONS_PII_KEY", "another key")
+    monkeypatch.setenv("SESSIONS_PII_KEY", "another key, also 32 bytes or longer")
     with pytest.raises(WarehouseError, match="not the one this warehouse was built with"):
         ingest([more], wh)
     assert json.loads((wh / "current" / "manifest.json").read_text())["pii_mode"] == "pseudonymise"
