@@ -129,7 +129,7 @@ def _one_query(text: str) -> tuple[str, bool]:
             "(sessions sql runs a single query)"
         )
     (statement,) = statements
-    query = statement.query.strip().rstrip(";").strip()
+    query = _without_end(statement.query)
     if statement.type == duckdb.StatementType.SELECT:
         return query, False
     if statement.type == duckdb.StatementType.EXPLAIN:
@@ -142,6 +142,21 @@ def _one_query(text: str) -> tuple[str, bool]:
         f"sessions sql is read-only: it runs one query (SELECT, FROM, WITH, VALUES, DESCRIBE, "
         f"SHOW, SUMMARIZE, or EXPLAIN of one), not a statement of type {kind}"
     )
+
+
+def _without_end(query: str) -> str:
+    """`query` without the semicolons (and comments among them) that end it, so that it can
+    stand inside parentheses. DuckDB's tokenizer tells a `;` from one in a string or comment."""
+    data = query.encode()  # the tokenizer gives byte offsets
+    end = len(data)
+    for position, token in reversed(duckdb.tokenize(query)):
+        if token == duckdb.token_type.comment:
+            continue
+        if token == duckdb.token_type.operator and data[position:end].lstrip().startswith(b";"):
+            end = position
+            continue
+        break
+    return data[:end].decode().strip()
 
 
 def _is_query(text: str) -> bool:
@@ -236,5 +251,5 @@ def _batches(relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
     # 10,000), through DuckDB or through the Arrow stream it feeds.
     try:
         yield from relation.to_arrow_reader(BATCH_ROWS)
-    except (duckdb.Error, pa.ArrowException) as exc:
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
         raise _failed(exc, quote=False) from None
