@@ -383,7 +383,12 @@ def stats(
 @warehouse_option
 @_user_errors
 def sql_command(query_text: str, fmt: str | None, warehouse: Path) -> None:
-    """Run QUERY against the warehouse's views, read-only.
+    """Run one QUERY against the warehouse's views, read-only, and stream its rows.
+
+    QUERY is one SELECT (or FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, or EXPLAIN of
+    one); anything else, several statements or an empty query is refused (exit 2). It can
+    read the warehouse's files and nothing else. JSON writes null for NaN and infinities;
+    table and markdown show control characters escaped.
 
     \b
     Views: sessions, rejects, agent_duration_stats, channel_duration_stats,
