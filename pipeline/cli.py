@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -363,18 +364,17 @@ def stats(
       sessions stats --by day --agent agent-101 --format csv > trend.csv
     """
     from pipeline import query, views
-    from pipeline.output import render
 
     if explain:
         click.echo(views.sql_text("metrics.md"), nl=False)
         return
-    table = query.stats(warehouse, by, scope)
     shown = None if all_columns else [*_STATS_KEYS[by], *_STATS_COLUMNS]
     output = _format(fmt)
-    click.echo(render(table, output, shown), nl=False)
+    with query.stats_rows(warehouse, by, scope) as rows:
+        count = _write(rows, output, shown)
     if output == "table" and shown is not None:
-        hidden = len(table.column_names) - len(shown)
-        click.echo(f"({table.num_rows} rows; {hidden} more measures with --all-columns)", err=True)
+        hidden = len(rows.columns) - len(shown)
+        click.echo(f"({count} rows; {hidden} more measures with --all-columns)", err=True)
 
 
 @main.command(name="sql")
@@ -383,7 +383,12 @@ def stats(
 @warehouse_option
 @_user_errors
 def sql_command(query_text: str, fmt: str | None, warehouse: Path) -> None:
-    """Run QUERY against the warehouse's views, read-only.
+    """Run one QUERY against the warehouse's views, read-only, and stream its rows.
+
+    QUERY is one SELECT (or FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, or EXPLAIN of
+    one); anything else, several statements or an empty query is refused (exit 2). It can
+    read the warehouse's files and nothing else. JSON writes null for NaN and infinities;
+    table and markdown show control characters escaped.
 
     \b
     Views: sessions, rejects, agent_duration_stats, channel_duration_stats,
@@ -395,9 +400,27 @@ def sql_command(query_text: str, fmt: str | None, warehouse: Path) -> None:
       sessions sql "SELECT local_hour, median(duration) FROM sessions GROUP BY 1 ORDER BY 1"
     """
     from pipeline import query
-    from pipeline.output import render
 
-    click.echo(render(query.sql(warehouse, query_text), _format(fmt)), nl=False)
+    with query.sql(warehouse, query_text) as rows:
+        _write(rows, _format(fmt))
+
+
+def _write(rows: Any, fmt: str, shown: list[str] | None = None) -> int:
+    """Stream `rows` (`query.Rows`) to stdout in `fmt`; the number of rows written."""
+    from pipeline.output import write
+
+    # Text the terminal's encoding cannot hold is shown escaped rather than stopping the output.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        count = write(rows.columns, rows.batches, fmt, sys.stdout, shown)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): what it wanted is out. Nothing more to say,
+        # and nothing left to flush into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _leave(0)
+    return count
 
 
 @main.command(name="check")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -12,9 +17,13 @@ import pyarrow as pa
 from pipeline import views
 from pipeline import warehouse as warehouse_module
 from pipeline.errors import PipelineError, WarehouseError
+from pipeline.output import Column, Kind, escape
 from pipeline.scope import Scope
 
-__all__ = ["QueryError", "Scope", "connect", "sql", "stats"]
+__all__ = ["QueryError", "Rows", "Scope", "connect", "sql", "stats", "stats_rows"]
+
+# Rows fetched from DuckDB at a time: what the output holds in memory, whatever the result.
+BATCH_ROWS = 10_000
 
 
 class QueryError(PipelineError):
@@ -51,35 +60,212 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def stats(warehouse: Path, by: str, scope: Scope) -> pa.Table:
-    """One stats breakdown (`views.STATS`), for the sessions in `scope`.
-
-    The filters are bound parameters of the view's table macro, never SQL text.
-    """
+def _stats_query(by: str, scope: Scope) -> tuple[str, dict[str, Any]]:
+    # The filters are bound parameters of the view's table macro, never SQL text.
     relation = views.STATS[by]
+    return (
+        f"SELECT * FROM {relation}_for($since, $until, $agent, $channel, $include_tests)",
+        {
+            "since": scope.since,
+            "until": scope.until,
+            "agent": scope.agent,
+            "channel": scope.channel,
+            "include_tests": scope.include_tests,
+        },
+    )
+
+
+def stats(warehouse: Path, by: str, scope: Scope) -> pa.Table:
+    """One stats breakdown (`views.STATS`), for the sessions in `scope`, with its types."""
+    text, params = _stats_query(by, scope)
     con = connect(warehouse)
     try:
-        return con.sql(
-            f"SELECT * FROM {relation}_for($since, $until, $agent, $channel, $include_tests)",
-            params={
-                "since": scope.since,
-                "until": scope.until,
-                "agent": scope.agent,
-                "channel": scope.channel,
-                "include_tests": scope.include_tests,
-            },
-        ).to_arrow_table()
+        return con.sql(text, params=params).to_arrow_table()
     finally:
         con.close()
 
 
-def sql(warehouse: Path, text: str) -> pa.Table:
-    """The result of `text`, run read-only against the warehouse's views."""
+@dataclass
+class Rows:
+    """A result on its way out: its columns, then its rows as Arrow batches of text.
+
+    Each value is already text (see `_as_text`) except intervals, so that every DuckDB type
+    reaches the output the same way; the batches are read as they are consumed.
+    """
+
+    columns: list[Column]
+    batches: Iterator[pa.RecordBatch]
+
+
+@contextmanager
+def stats_rows(warehouse: Path, by: str, scope: Scope) -> Iterator[Rows]:
+    """`stats`, as `Rows` for the output formats."""
+    text, params = _stats_query(by, scope)
     con = connect(warehouse)
     try:
-        return con.sql(text).to_arrow_table()
+        yield _rows(con, text, params)
+    finally:
+        con.close()
+
+
+@contextmanager
+def sql(warehouse: Path, text: str) -> Iterator[Rows]:
+    """The result of one read-only statement `text` against the warehouse's views, streamed.
+
+    Only a query (SELECT, FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE) or an EXPLAIN of one
+    runs; the connection can read nothing outside the warehouse and write nothing at all.
+    """
+    query, is_explain = _one_query(text)
+    con = connect(warehouse)
+    try:
+        _sandbox(con, warehouse)
+        yield _rows(con, query, None, wrap=not is_explain)
+    finally:
+        con.close()
+
+
+def _failed(exc: BaseException, quote: bool = True) -> QueryError:
+    """The error as one line without raw control characters; without the quoted query
+    (`quote=False`) where the query is our wrapping of the user's, whose lines differ."""
+    message = str(exc) if quote else str(exc).split("\nLINE ")[0]
+    return QueryError(f"the query failed: {escape(' '.join(message.split()))}")
+
+
+def _one_query(text: str) -> tuple[str, bool]:
+    """`text` as the one query it holds, and whether it is an EXPLAIN; or a QueryError."""
+    try:
+        statements = duckdb.extract_statements(text)
     except duckdb.Error as exc:
-        message = " ".join(str(exc).split())
-        raise QueryError(f"the query failed: {message}") from None
-    finally:
-        con.close()
+        raise _failed(exc) from None
+    if not statements:
+        raise QueryError("the query is empty")
+    if len(statements) > 1:
+        raise QueryError(
+            f"the query holds {len(statements)} statements; give one at a time "
+            "(sessions sql runs a single query)"
+        )
+    (statement,) = statements
+    query = _without_end(statement.query)
+    if statement.type == duckdb.StatementType.SELECT:
+        return query, False
+    if statement.type == duckdb.StatementType.EXPLAIN:
+        # EXPLAIN ANALYZE runs what it explains: only the EXPLAIN of a query is let through.
+        explained = re.sub(r"^explain\s+(analy[sz]e\s+)?", "", query, count=1, flags=re.I)
+        if explained != query and _is_query(explained):
+            return query, True
+    kind = statement.type.name.replace("_", " ")
+    raise QueryError(
+        f"sessions sql is read-only: it runs one query (SELECT, FROM, WITH, VALUES, DESCRIBE, "
+        f"SHOW, SUMMARIZE, or EXPLAIN of one), not a statement of type {kind}"
+    )
+
+
+def _without_end(query: str) -> str:
+    """`query` without the semicolons (and comments among them) that end it, so that it can
+    stand inside parentheses. DuckDB's tokenizer tells a `;` from one in a string or comment."""
+    data = query.encode()  # the tokenizer gives byte offsets
+    end = len(data)
+    for position, token in reversed(duckdb.tokenize(query)):
+        if token == duckdb.token_type.comment:
+            continue
+        if token == duckdb.token_type.operator and data[position:end].lstrip().startswith(b";"):
+            end = position
+            continue
+        break
+    return data[:end].decode().strip()
+
+
+def _is_query(text: str) -> bool:
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error:
+        return False
+    return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
+
+
+def _sandbox(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+    """Let `con` read the warehouse's files and nothing else, for good.
+
+    The views read Parquet files below the warehouse by path, so file access cannot be off
+    altogether: it is limited to the warehouse folder (as given and with links resolved),
+    then the configuration is locked so that the query cannot undo it. Writing is refused
+    before this, by statement type (`_one_query`), and the database is open read-only.
+    """
+    folders = sorted({str(warehouse.absolute()), str(warehouse.resolve())})
+    con.execute("SET allowed_directories = $folders", {"folders": [f + "/" for f in folders]})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+# DuckDB types by how they reach the output. Arrow would lose some of them (UHUGEINT,
+# TIME WITH TIME ZONE, BIT, BIGNUM, GEOMETRY, VARIANT, infinite dates) and others stop
+# polars, so every value is made text inside DuckDB, which renders its own types exactly.
+_NUMBERS = {
+    "tinyint", "smallint", "integer", "bigint", "hugeint",
+    "utinyint", "usmallint", "uinteger", "ubigint", "uhugeint",
+    "decimal", "bignum", "varint",
+}  # fmt: skip
+_NESTED = {"struct", "list", "map", "union", "array", "variant"}
+_TIMESTAMPS = {
+    "timestamp", "timestamp with time zone", "timestamp_s", "timestamp_ms", "timestamp_ns",
+}  # fmt: skip
+
+
+def _kind(type_id: str) -> Kind:
+    if type_id in _NUMBERS:
+        return "number"
+    if type_id in ("float", "double"):
+        return "float"
+    if type_id == "boolean":
+        return "bool"
+    if type_id in _NESTED:
+        return "json"
+    if type_id == "interval":
+        return "interval"
+    return "text"
+
+
+def _as_text(column: str, type_id: str) -> str:
+    """The SQL that turns `column` of type `type_id` into its output text."""
+    if type_id == "interval":
+        return column  # months, days and nanoseconds reach Arrow exactly
+    if type_id in _NESTED:
+        return f"to_json({column})"
+    if type_id in _TIMESTAMPS:
+        # ISO 8601: 'T' between date and time ('infinity' stays as it is).
+        return f"regexp_replace(CAST({column} AS VARCHAR), '^(\\d{{4,}}-\\d\\d-\\d\\d) ', '\\1T')"
+    return f"CAST({column} AS VARCHAR)"
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None, wrap: bool = True
+) -> Rows:
+    try:
+        relation = con.sql(query, params=params)
+    except duckdb.Error as exc:
+        raise _failed(exc) from None
+    if relation is None:  # a statement without a result
+        return Rows([], iter(()))
+    type_ids = [t.id for t in relation.types]
+    columns = [Column(n, _kind(t)) for n, t in zip(relation.columns, type_ids, strict=True)]
+    if wrap:  # EXPLAIN cannot be a subquery; its columns are text already
+        # Positional names (c0, c1, ...) make duplicate or odd column names harmless.
+        names = [f"c{i}" for i in range(len(columns))]
+        select = ", ".join(_as_text(n, t) for n, t in zip(names, type_ids, strict=True))
+        wrapped = f"SELECT {select} FROM (\n{query}\n) AS q({', '.join(names)})"
+        try:
+            relation = con.sql(wrapped, params=params)
+        except duckdb.Error as exc:
+            raise _failed(exc, quote=False) from None
+    return Rows(columns, _batches(relation))
+
+
+def _batches(relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
+    # Most errors of a query show only as its rows are read (a cast that fails on row
+    # 10,000), through DuckDB or through the Arrow stream it feeds.
+    try:
+        yield from relation.to_arrow_reader(BATCH_ROWS)
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        raise _failed(exc, quote=False) from None

@@ -154,10 +154,14 @@ def test_stats_command_formats(warehouse: Path) -> None:
 def test_sql_command_is_read_only_and_errors_are_one_line(warehouse: Path) -> None:
     ok = run_cli("sql", "select count(*) as n from sessions", "-w", warehouse, "--format", "json")
     assert json.loads(ok.stdout) == [{"n": 20}]
-    for statement in ("drop view sessions", "create table t as select 1", "select * from nowhere"):
+    for statement, error in [
+        ("drop view sessions", "error: sessions sql is read-only"),
+        ("create table t as select 1", "error: sessions sql is read-only"),
+        ("select * from nowhere", "error: the query failed"),
+    ]:
         result = run_cli("sql", statement, "-w", warehouse)
         assert result.returncode == 2 and result.stderr.count("\n") == 1
-        assert result.stderr.startswith("error: the query failed")
+        assert result.stderr.startswith(error)
     assert (
         run_cli("sql", "select count(*) from sessions", "-w", warehouse).stdout
         == "count_star()\n20\n"
