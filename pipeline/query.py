@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import re
 import shutil
 import tempfile
@@ -49,14 +50,17 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         views.build_database(path, sessions, rejects)
         con = duckdb.connect(str(path), read_only=True)
     except (OSError, duckdb.Error) as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
         message = " ".join(str(exc).split())
         raise WarehouseError(f"cannot open the views of {warehouse}: {message}") from None
-    finally:
-        # The open connection keeps the file; nothing is left behind when it closes.
-        shutil.rmtree(scratch, ignore_errors=True)
+    # The open connection keeps the file.
+    path.unlink(missing_ok=True)
+    # A query that spills writes into a folder of its own, never into the warehouse: not the
+    # system's temporary folder itself, which DuckDB would then let a query read (`sql`
+    # allows file access to the warehouse and the spill folder only).
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     con.execute("SET TimeZone = 'UTC'")
-    # A query that spills writes to the system's temporary folder, never into the warehouse.
-    con.execute(f"SET temp_directory = {views.sql_path(Path(tempfile.gettempdir()))}")
+    con.execute(f"SET temp_directory = {views.sql_path(scratch / 'spill')}")
     return con
 
 
