@@ -16,8 +16,10 @@ import pyarrow as pa
 
 from pipeline.errors import InputError
 from pipeline.read import json_records
-from pipeline.read.json_scan import Batch, Malformed, scan
+from pipeline.read.json_scan import MAX_TEXT_BYTES, Batch, Malformed, scan
 from pipeline.read.source import Format, Source, open_bytes
+
+_MAX = f"the {MAX_TEXT_BYTES >> 20} MiB a record may have"
 
 
 def read(
@@ -56,10 +58,25 @@ def _sessions(
     elements = pl.Series(found.elements, dtype=pl.Int64)
     items = pl.Series(found.items, dtype=pl.Int64)
     items = pl.select(pl.when(items >= 0).then(items)).to_series()
-    return raw.with_columns(
+    raw = raw.with_columns(
         elements.gather(number).alias("_element"),
         items.gather(number).alias("_item").cast(raw.schema["_item"]),
     )
+    if found.too_large:
+        # Kept as its first bytes: rejected for its size, whatever those bytes parse to.
+        sizes = pl.Series([found.too_large.get(i) for i in range(n)], dtype=pl.Int64)
+        size = sizes.gather(number)
+        raw = raw.with_columns(
+            pl.when(size.is_not_null())
+            .then(pl.lit("too_large"))
+            .otherwise("_error")
+            .alias("_error"),
+            pl.when(size.is_not_null())
+            .then(pl.format("{} bytes, more than {}", size, pl.lit(_MAX)))
+            .otherwise("_error_detail")
+            .alias("_error_detail"),
+        )
+    return raw
 
 
 def _check_pages(con: duckdb.DuckDBPyConnection, found: Batch, warn: Callable[[str], None]) -> None:
