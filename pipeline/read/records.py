@@ -15,6 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 CHUNK_BYTES = 16 << 20
+# Records yielded at a time, however short they are: 16 MB of `{}` lines is 5.6M records,
+# and every step after this one costs memory by the record (a gzip bomb of them reached
+# 5.6 GB). A chunk of real sessions holds 20,000 to 60,000.
+MAX_RECORDS = 50_000
 _NEWLINE, _QUOTE = 10, 34
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 13, 32]] = True
@@ -83,11 +87,11 @@ def iter_records(
         data = pa.LargeBinaryArray.from_buffers(
             pa.large_binary(), len(starts), [None, offsets, pa.py_buffer(buf)]
         )
-        if keep.all():
-            yield Records(data, lines.astype(np.int64), buf)
-        elif keep.any():
-            mask = pa.array(keep)
-            yield Records(data.filter(mask), lines[keep].astype(np.int64), buf)
+        if not keep.all():
+            data, lines = data.filter(pa.array(keep)), lines[keep]
+        for at in range(0, len(data), MAX_RECORDS):
+            piece = slice(at, at + MAX_RECORDS)
+            yield Records(data[piece], lines[piece].astype(np.int64), buf)
         first_line += int(np.searchsorted(newlines, consumed))
         carry = buf[consumed:]
         if at_end:
