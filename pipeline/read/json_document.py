@@ -7,6 +7,7 @@ Each text keeps its place: its element of the document, and its item in a page.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 
 import duckdb
@@ -20,6 +21,9 @@ from pipeline.read.json_scan import MAX_TEXT_BYTES, Batch, Malformed, scan
 from pipeline.read.source import Format, Source, open_bytes
 
 _MAX = f"the {MAX_TEXT_BYTES >> 20} MiB a record may have"
+# An NDJSON line larger than this that is one API page is read item by item, as a
+# document is: expanded in one query, a 20 MB page ran DuckDB out of memory under 320 MB.
+LARGE_LINE_BYTES = 1 << 20
 
 
 def read(
@@ -38,9 +42,43 @@ def read(
             raise InputError(source.path, f"cannot read: {exc.strerror or exc}") from None
 
 
+def is_one_page(text: bytes) -> bool:
+    """Whether `text` (an NDJSON line) is a single API page whose outline is whole: only
+    then can its items be read apart, each its own row."""
+    pages = 0
+    try:
+        for found in scan(io.BytesIO(text), array=False):
+            if (found.texts and found.elements[-1] > 0) or len(found.pages) > 1:
+                return False
+            pages += len(found.pages)
+    except Malformed:
+        return False  # one row, rejected as not JSON
+    return pages == 1
+
+
+def page_items(
+    con: duckdb.DuckDBPyConnection,
+    text: bytes,
+    line: int,
+    element: int,
+    warn: Callable[[str], None],
+) -> Iterator[pl.DataFrame]:
+    """The items of `text`, one API page on `line` of an NDJSON file (see `is_one_page`)."""
+    for found in scan(io.BytesIO(text), array=False):
+        if found.texts:
+            yield _sessions(con, found, warn, line, element)
+        if found.pages:
+            _check_pages(con, found, warn, line, element)
+
+
 def _sessions(
-    con: duckdb.DuckDBPyConnection, found: Batch, warn: Callable[[str], None]
+    con: duckdb.DuckDBPyConnection,
+    found: Batch,
+    warn: Callable[[str], None],
+    line: int | None = None,
+    element: int | None = None,
 ) -> pl.DataFrame:
+    """Raw session columns of the texts `found`; of one NDJSON line's page, if `line`."""
     n = len(found.texts)
     # Each text is numbered for the extraction, which keeps no order; the numbers then give
     # each row its element and item.
@@ -58,7 +96,10 @@ def _sessions(
     elements = pl.Series(found.elements, dtype=pl.Int64)
     items = pl.Series(found.items, dtype=pl.Int64)
     items = pl.select(pl.when(items >= 0).then(items)).to_series()
+    if element is not None:
+        elements = pl.repeat(element, n, dtype=pl.Int64, eager=True)
     raw = raw.with_columns(
+        pl.lit(line, pl.Int64).alias("_line"),
         elements.gather(number).alias("_element"),
         items.gather(number).alias("_item").cast(raw.schema["_item"]),
     )
@@ -79,14 +120,23 @@ def _sessions(
     return raw
 
 
-def _check_pages(con: duckdb.DuckDBPyConnection, found: Batch, warn: Callable[[str], None]) -> None:
+def _check_pages(
+    con: duckdb.DuckDBPyConnection,
+    found: Batch,
+    warn: Callable[[str], None],
+    line: int | None = None,
+    element: int | None = None,
+) -> None:
     """A warning for each page whose items disagree with its counts, read by the rule a page
     read whole has (`json_records.page_warnings`)."""
     pages = pa.table(
         {
             "_text": [page.outline() for page in found.pages],
-            "_line": pa.nulls(len(found.pages), pa.int64()),
-            "_element": pa.array([page.element for page in found.pages], pa.int64()),
+            "_line": pa.array([line] * len(found.pages), pa.int64()),
+            "_element": pa.array(
+                [page.element if element is None else element for page in found.pages],
+                pa.int64(),
+            ),
         }
     )
     for warning in json_records.page_warnings(con, pages):
