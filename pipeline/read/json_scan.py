@@ -13,7 +13,8 @@ Each element or item comes out as the bytes it has in the file, for DuckDB to pa
 that is not JSON is then one rejected row, the rest of the document still read). Only the
 document's outline is judged here: a document cut off, a bracket that closes nothing, or an
 empty place between commas makes the whole file unreadable. Memory is one block plus the
-largest single text, whatever the size of the document.
+largest single text, whatever the size of the document; a text over `MAX_TEXT_BYTES` is
+kept as its first bytes only, and rejected as too large.
 """
 
 from __future__ import annotations
