@@ -18,6 +18,8 @@ import click
 
 from pipeline import __version__
 from pipeline.errors import PipelineError
+from pipeline.memory import ENV as MEMORY_LIMIT_ENV
+from pipeline.memory import MEMORY_LIMIT
 from pipeline.scope import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -181,6 +183,16 @@ def main() -> None:
     "--force", is_flag=True, help="Ingest files again even if their content was ingested before."
 )
 @click.option(
+    "--memory-limit",
+    envvar=MEMORY_LIMIT_ENV,
+    show_envvar=True,
+    default=MEMORY_LIMIT,
+    show_default=True,
+    metavar="SIZE",
+    help="Memory DuckDB may use before it spills to disk (in the warehouse's .staging folder), "
+    "e.g. 512MB or 1GB. The whole ingest takes about twice this.",
+)
+@click.option(
     "--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress)."
 )
 @_user_errors
@@ -192,6 +204,7 @@ def ingest(
     naive_timezone: str,
     pii: str,
     force: bool,
+    memory_limit: str,
     quiet: bool,
 ) -> None:
     """Ingest session exports into the warehouse.
@@ -209,7 +222,7 @@ def ingest(
     Exit codes:
       0  ingest committed (rejected rows or not)
       2  an input cannot be read (missing, truncated, not an export)
-      3  the warehouse cannot be read or written
+      3  the warehouse cannot be read or written, or DuckDB ran out of --memory-limit
       4  more rows rejected than --max-reject-rate allows (nothing committed)
       130/143  stopped by Ctrl-C / SIGTERM (nothing committed)
     """
@@ -218,7 +231,9 @@ def ingest(
     from pipeline.pii import PiiMode
     from pipeline.progress import Progress
 
-    options = Options(naive_timezone, max_reject_rate, force, PiiMode(pii))
+    options = Options(
+        naive_timezone, max_reject_rate, force, PiiMode(pii), memory_limit=memory_limit
+    )
     # Progress only where a person watches: a terminal, and not --quiet or --json.
     progress = Progress() if sys.stderr.isatty() and not (quiet or as_json) else None
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import manifest, pii, warehouse
+from pipeline import manifest, memory, pii, warehouse
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
 from pipeline.read import Source, read_export, sniff
@@ -83,6 +83,7 @@ class Options:
     max_reject_rate: float | None = None
     force: bool = False
     pii: PiiMode = PiiMode.PSEUDONYMISE
+    memory_limit: str = memory.MEMORY_LIMIT  # DuckDB's budget, e.g. 512MB or 1GB
 
 
 def ingest(
@@ -102,6 +103,7 @@ def ingest(
     committed (the CLI holds stop requests from then on: the work is done).
     """
     _check_timezone(options.naive_timezone)
+    _check_memory_limit(options.memory_limit)
     sources = [sniff(path) for path in find_exports(paths, warehouse_dir, notify)]
     with warehouse.locked(warehouse_dir):
         previous = manifest.read(warehouse.current_snapshot(warehouse_dir))
@@ -131,6 +133,10 @@ def ingest(
                 # ingest finished) it says the ingest is complete.
                 exc.report = report  # type: ignore[attr-defined]
                 raise
+            if isinstance(exc, duckdb.OutOfMemoryException):
+                # Not the input's fault, whatever DuckDB was doing with it: the budget.
+                detail = str(exc)
+                raise WarehouseError(memory.out_of_memory(options.memory_limit, detail)) from None
             if isinstance(exc, duckdb.Error | pl.exceptions.ComputeError):
                 message = " ".join(str(exc).split())
                 raise WarehouseError(f"cannot update {warehouse_dir}: {message}") from None
@@ -155,7 +161,7 @@ def _run(
     progress: Progress | None,
 ) -> None:
     """Everything of one ingest up to, not including, its commit."""
-    con = warehouse.connect(run)
+    con = warehouse.connect(run, options.memory_limit)
     pseudonyms = pii.Pseudonyms(con, key) if key is not None else None
     for seq, (source, digest) in enumerate(todo):
         stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
@@ -207,6 +213,15 @@ def _check_pii(
 def _check_timezone(name: str) -> None:
     if name not in _timezones():
         raise InputError(name, "is not an IANA timezone name", "e.g. UTC or America/Chicago")
+
+
+def _check_memory_limit(value: str) -> None:
+    try:
+        memory.parse(value)
+    except ValueError as exc:
+        raise InputError(
+            f"--memory-limit {value}", str(exc), f"e.g. 512MB or 1GB; also ${memory.ENV}"
+        ) from None
 
 
 @cache

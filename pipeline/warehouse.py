@@ -37,7 +37,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import views
+from pipeline import memory, views
 from pipeline.errors import WarehouseError
 from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
 
@@ -45,10 +45,8 @@ SNAPSHOTS, STAGING, CURRENT = ".snapshots", ".staging", "current"
 # The file that marks a folder as a warehouse, and what it says.
 MARKER = ".sessions-warehouse"
 FORMAT, FORMAT_VERSION = "sessions-warehouse", 1
-# DuckDB spills past this; with Python, polars and Arrow around it, an ingest stays under
-# 1 GiB and about flat: peak RSS 627 MiB for 1M sessions, 658 MiB for 5M (bench/results.md).
-# At 512 MB the 5M peak was 964 MiB (20% above 1M's), for 3% less time; at 1 GB, 1.37 GB.
-MEMORY_LIMIT = "320MB"
+# DuckDB's memory budget unless the ingest says otherwise (why this figure: pipeline/memory.py).
+MEMORY_LIMIT = memory.MEMORY_LIMIT
 # A partition that has this many files is rewritten as one file when an ingest adds to it.
 MAX_FILES = 8
 # Days one partitioned write covers: with every day of a long export open at once, the write
@@ -262,14 +260,19 @@ def committed(run: Run) -> bool:
     return current_snapshot(run.warehouse) == run.snapshot.resolve()
 
 
-def connect(run: Run) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection for the merge: UTC, and spilling into the run's staging folder."""
+def connect(run: Run, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for the merge: UTC, and spilling into the run's staging folder.
+
+    `memory_limit` is DuckDB's budget (`memory.parse` spells it); past it DuckDB spills.
+    """
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    # Inside the run's staging folder: removed with the run, whatever happens to it.
     con.execute(f"SET temp_directory = {views.sql_path(run.staging / 'spill')}")
     con.execute("SET preserve_insertion_order = false")
-    # Bounded memory whatever the size of the ingest: DuckDB spills past this.
-    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    # Bounded memory whatever the size of the ingest: DuckDB spills past this. (The spill
+    # itself is bounded by DuckDB's default max_temp_directory_size, 90% of the free disk.)
+    con.execute(f"SET memory_limit = '{memory.parse(memory_limit)}'")
     # A partitioned write buffers this many rows per thread before it writes them out, and
     # that buffer cannot spill: at DuckDB's default (524,288 rows) 5M sessions ran out of
     # memory under the cap.

@@ -15,6 +15,13 @@ import numpy as np
 import pyarrow as pa
 
 CHUNK_BYTES = 16 << 20
+# Records yielded at a time, however short they are: 16 MB of `{}` lines is 5.6M records,
+# and every step after this one costs memory by the record (a gzip bomb of them reached
+# 5.6 GB). A chunk of real sessions holds 20,000 to 60,000.
+MAX_RECORDS = 50_000
+# Records cut from a chunk in one round: the arrays below cost about 60 bytes a record, and a
+# chunk of blank lines holds 16M of them (1.2 GB); the rest of such a chunk waits its turn.
+MAX_ROUND = 2_000_000
 _NEWLINE, _QUOTE = 10, 34
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 13, 32]] = True
@@ -55,10 +62,14 @@ def iter_records(
     """
     carry = b""
     first_line = 1  # the physical line on which `carry` starts
+    at_end = starved = False
     while True:
-        block = stream.read(chunk_bytes)
-        at_end = not block
-        buf = carry + block if carry else block
+        if starved or (not at_end and len(carry) < chunk_bytes):
+            block = stream.read(chunk_bytes)
+            at_end = not block
+            buf = carry + block if carry else block
+        else:
+            buf = carry  # what the last round left of a chunk of many records
         if not buf:
             return
         arr = np.frombuffer(buf, dtype=np.uint8)
@@ -69,10 +80,12 @@ def iter_records(
             # keep the parity, so counting is enough.
             quotes = np.flatnonzero(arr == _QUOTE)
             ends = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
-        ends = ends + 1  # exclusive ends, the newline kept inside the record
-        if at_end and (len(ends) == 0 or ends[-1] < len(buf)):
+        whole = len(ends) <= MAX_ROUND
+        ends = ends[:MAX_ROUND] + 1  # exclusive ends, the newline kept inside the record
+        if at_end and whole and (len(ends) == 0 or ends[-1] < len(buf)):
             ends = np.append(ends, len(buf))
-        if len(ends) == 0:
+        starved = len(ends) == 0
+        if starved:
             carry = buf
             continue
         starts = np.concatenate(([0], ends[:-1]))
@@ -83,12 +96,12 @@ def iter_records(
         data = pa.LargeBinaryArray.from_buffers(
             pa.large_binary(), len(starts), [None, offsets, pa.py_buffer(buf)]
         )
-        if keep.all():
-            yield Records(data, lines.astype(np.int64), buf)
-        elif keep.any():
-            mask = pa.array(keep)
-            yield Records(data.filter(mask), lines[keep].astype(np.int64), buf)
+        if not keep.all():
+            data, lines = data.filter(pa.array(keep)), lines[keep]
+        for at in range(0, len(data), MAX_RECORDS):
+            piece = slice(at, at + MAX_RECORDS)
+            yield Records(data[piece], lines[piece].astype(np.int64), buf)
         first_line += int(np.searchsorted(newlines, consumed))
         carry = buf[consumed:]
-        if at_end:
+        if at_end and not carry:
             return
