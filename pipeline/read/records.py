@@ -199,16 +199,13 @@ def _too_large(size: int, max_record_bytes: int) -> str:
 
 
 def _prefix(data: bytes) -> bytes:
-    """The first `PREFIX_BYTES` of `data`, not cutting a UTF-8 character in two."""
+    """The first `PREFIX_BYTES` of the start of a record, not cutting a UTF-8 character."""
     prefix = data[:PREFIX_BYTES]
-    if len(data) > PREFIX_BYTES:
-        cut = len(prefix)
-        # Back over continuation bytes to the first byte of the character cut in two.
-        while cut > len(prefix) - 4 and cut > 0 and prefix[cut - 1] & 0xC0 == 0x80:
-            cut -= 1
-        if cut > 0 and prefix[cut - 1] >= 0xC0:
-            cut -= 1
-        prefix = prefix[:cut]
+    try:
+        prefix.decode()
+    except UnicodeDecodeError as exc:
+        if exc.end == len(prefix) and exc.reason == "unexpected end of data":
+            return prefix[: exc.start]  # a character cut in two at the end
     return prefix
 
 
@@ -317,4 +314,6 @@ def _scan(
             in_quote = False
             i = unwind()
             continue
+        if in_quote and close:
+            unbalanced.append(len(ends))  # the last record, open at the end of the data
         return np.array(ends, dtype=np.int64), unbalanced
