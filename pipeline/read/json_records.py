@@ -24,14 +24,17 @@ from schemas import SESSION_FIELDS, key_aliases, repeated_fields
 # with more is rejected as `too_many_fields` (an export does not add a thousand fields: such
 # a record is a map written out as keys, which no query of sessions wants as columns).
 MAX_UNKNOWN_FIELDS = 1000
+# Up to this many unknown fields are read one at a time, each a parse of the record (the
+# fastest way for a few); more are read all in one parse (a parse a key made a record of
+# thousands of keys cost their square).
+FEW_UNKNOWN_FIELDS = 32
 # A record above this size is read alone, on a connection of its own with more memory than
 # the ingest's (`LARGE_RECORD_MEMORY`): DuckDB's JSON writer reserves six to eight times a
 # value's size at once, which a 20 MB text field would take beyond the ingest's cap. Its
-# unknown fields are read one by one, each a parse of the record (read all at once, they
-# cost more again), so it may hold fewer of them.
+# unknown fields are read one at a time (all at once, they cost more memory again), so it
+# may hold no more than `FEW_UNKNOWN_FIELDS` of them.
 LARGE_RECORD_BYTES = 4 << 20
 LARGE_RECORD_MEMORY = "1GB"
-MAX_UNKNOWN_FIELDS_LARGE = 100
 
 # What every reader yields besides the session fields (all text) and `extra_fields`:
 # `_keys` the keys a JSON object had (null where they are the batch's usual keys, which are
@@ -90,7 +93,7 @@ unknown AS (
 ),
 bounded AS (
   SELECT *, CASE WHEN len(_unknown) > {MAX_UNKNOWN_FIELDS}
-      OR (len(_unknown) > {MAX_UNKNOWN_FIELDS_LARGE} AND strlen(_text) > {LARGE_RECORD_BYTES})
+      OR (len(_unknown) > {FEW_UNKNOWN_FIELDS} AND strlen(_text) > {LARGE_RECORD_BYTES})
     THEN format('{{:,}} fields the schema does not know, more than a record may have',
                 len(_unknown)) END AS _too_many
   FROM unknown
@@ -108,17 +111,15 @@ FROM bounded
 """
 
 
-# The unknown fields of a record as one JSON object, written as `to_json` writes a map. A
-# record of usual size is parsed once into all its members, whatever their number (one
-# `json_extract` a key made a record of thousands of keys cost their square); a large one a
-# key at a time, which takes memory in proportion to the record, not six times it.
-_EXTRA_FIELDS = f"""'{{' || array_to_string(CASE WHEN strlen(_text) <= {LARGE_RECORD_BYTES}
-      THEN list_transform(
+# The unknown fields of a record as one JSON object, written as `to_json` writes a map.
+_EXTRA_FIELDS = f"""'{{' || array_to_string(
+    CASE WHEN len(_unknown) <= {FEW_UNKNOWN_FIELDS} OR strlen(_text) > {LARGE_RECORD_BYTES}
+      THEN list_transform(_unknown, lambda k: to_json(k)::VARCHAR || ':' || coalesce(
+        json_extract(_text, '/' || replace(replace(k, '~', '~0'), '/', '~1'))::VARCHAR, 'null'))
+      ELSE list_transform(
         list_filter(map_entries(try(_text::JSON::MAP(VARCHAR, JSON))),
                     lambda e: list_contains(_unknown, e.key)),
         lambda e: to_json(e.key)::VARCHAR || ':' || coalesce(e.value::VARCHAR, 'null'))
-      ELSE list_transform(_unknown, lambda k: to_json(k)::VARCHAR || ':' || coalesce(
-        json_extract(_text, '/' || replace(replace(k, '~', '~0'), '/', '~1'))::VARCHAR, 'null'))
     END, ',') || '}}'"""
 
 

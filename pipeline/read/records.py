@@ -243,25 +243,32 @@ _FIELD_START = np.zeros(256, dtype=bool)
 _FIELD_START[[_COMMA, _NEWLINE]] = True
 _FIELD_END = np.zeros(256, dtype=bool)
 _FIELD_END[[_COMMA, _NEWLINE, _CR]] = True
+# Around a quote that pairs up: before an opening one, a field's start, or the closing quote
+# of a `""` escape; after a closing one, a field's end, or the opening quote of the escape.
+_BEFORE_OPEN = _FIELD_START.copy()
+_BEFORE_OPEN[_QUOTE] = True
+_AFTER_CLOSE = _FIELD_END.copy()
+_AFTER_CLOSE[_QUOTE] = True
 
 
 def _quotes_pair_up(arr: np.ndarray, quotes: np.ndarray) -> bool:
     """Whether, taking the quotes of `arr` in pairs, each pair opens a field where one
     starts and closes it where one ends (or a `""` escape follows): then counting them says
-    where records end. A quote inside an unquoted field (`12" monitor`) breaks this."""
+    where records end. A quote inside an unquoted field (`12" monitor`) breaks this.
+
+    (A quote next to an opening or closing one is always its partner in the escape: every
+    quote byte is in `quotes`, and the pairs alternate.)
+    """
     opens, closes = quotes[0::2], quotes[1::2]
-    before = arr[np.maximum(opens - 1, 0)]
-    escaped = np.zeros(len(opens), dtype=bool)
-    escaped[1:] = closes[: len(opens) - 1] == opens[1:] - 1
-    if not (_FIELD_START[before] | (opens == 0) | escaped).all():
+    ok = _BEFORE_OPEN[arr[opens - 1]]  # for a quote at 0, arr[-1]: its verdict is replaced
+    ok[0] |= opens[0] == 0
+    if not ok.all():
         return False
-    after_at = closes + 1
-    inside = after_at < len(arr)
-    after = arr[np.minimum(after_at, len(arr) - 1)]
-    escapes = np.zeros(len(closes), dtype=bool)
-    following = opens[1 : len(closes) + 1]
-    escapes[: len(following)] = following == after_at[: len(following)]
-    return bool((_FIELD_END[after] | ~inside | escapes).all())
+    if not len(closes):
+        return True
+    ok = _AFTER_CLOSE[arr[np.minimum(closes + 1, len(arr) - 1)]]
+    ok[-1] |= closes[-1] + 1 == len(arr)
+    return bool(ok.all())
 
 
 def _scan(
