@@ -28,8 +28,8 @@ _DECODE_SQL = "SELECT try(decode(_bytes)) AS _text, CAST(_bytes AS VARCHAR) AS _
 def read(
     source: Source, con: duckdb.DuckDBPyConnection, warn: Callable[[str], None]
 ) -> Iterator[pl.DataFrame]:
-    if source.encoding != "utf-8":
-        warn(f"not UTF-8: read as {_ENCODING_NAMES.get(source.encoding, source.encoding)}")
+    if warning := source.encoding_warning():
+        warn(warning)
     with open_bytes(source) as stream:
         chunks = iter_records(stream, quoted=True, chunk_bytes=CHUNK_BYTES)
         header: list[str] | None = None
@@ -42,9 +42,6 @@ def read(
                 continue
             yield _parse(con, records, header, element)
             element += len(records.data)
-
-
-_ENCODING_NAMES = {"cp1252": "Windows-1252 (cp1252)", "utf-16": "UTF-16"}
 
 
 def _header(source: Source, records: Records) -> list[str]:

@@ -21,6 +21,8 @@ def read(
     source: Source, con: duckdb.DuckDBPyConnection, warn: Callable[[str], None]
 ) -> Iterator[pl.DataFrame]:
     element = 0
+    if warning := source.encoding_warning():
+        warn(warning)
     with open_bytes(source) as stream:
         for records in iter_records(stream):
             n = len(records.data)

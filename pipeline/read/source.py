@@ -48,6 +48,15 @@ class Source:
     def name(self) -> str:
         return str(self.path)
 
+    def encoding_warning(self) -> str | None:
+        """What the report says of a file not in UTF-8."""
+        if self.encoding == "utf-8":
+            return None
+        return f"not UTF-8: read as {_ENCODING_NAMES.get(self.encoding, self.encoding)}"
+
+
+_ENCODING_NAMES = {"cp1252": "Windows-1252 (cp1252)", "utf-16": "UTF-16"}
+
 
 @contextmanager
 def open_bytes(source: Source) -> Iterator[BinaryIO]:

@@ -169,7 +169,13 @@ def test_a_csv_in_a_legacy_encoding_is_decoded(write: Write, wh: Path) -> None:
             if encoding == "utf-16-be":
                 data = b"\xfe\xff" + data  # with its BOM, as Excel writes it
             paths.append(write(f"{encoding}.csv{gz}", data))
+    # NDJSON saved as "Unicode text" too.
+    lines = [session(n, session_id=f"ndjson-s{n}", agent_name="Zoë") for n in range(3)]
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    paths.append(write("utf16.ndjson", text.encode("utf-16")))
     report = ingest(paths, wh)
+    assert report["per_file"]["utf16.ndjson"]["encoding"] == "utf-16"
+    assert {r["agent_name"] for r in kept(wh, "utf16.ndjson").values()} == {"Zoë"}
     assert report["rows_rejected"] == 0, report
     for encoding, reported in ENCODINGS.items():
         for gz in PLAIN_AND_GZIP:
