@@ -403,7 +403,7 @@ def test_a_line_far_larger_than_a_record_is_skipped_in_bounded_memory(
 
 def test_a_csv_field_larger_than_the_parsers_defaults(write: Write, wh: Path) -> None:
     # Above pyarrow's block (1 MB) and Python's csv field limit (128 KiB).
-    notes = 'n, with a comma and ""quotes""\n' * (200_000)
+    notes = 'n, with a comma and ""quotes""\n' * 200_000 + "end"
     rows = [f"{T},a,x,1", f'{T},b,"{notes}",2', f"{T},c,y,3"]
     report = ingest([write("wide.csv", csv_text(HEADER, rows).encode())], wh)
     assert (report["rows_read"], report["rows_rejected"]) == (3, 0), report
