@@ -238,7 +238,7 @@ def _ingest_file(
     pseudonyms: pii.Pseudonyms | None,
     progress: Progress | None,
 ) -> FileReport:
-    stats = FileReport(source.name, source.format.value)
+    stats = FileReport(source.name, source.format.value, encoding=source.encoding)
     # The reader runs in its own thread with its own connection (one DuckDB connection serves
     # one thread at a time) and its own list of warnings, so that their order is the file's.
     reader = con.cursor()

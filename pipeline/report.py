@@ -37,6 +37,7 @@ class FileReport:
     path: str
     format: str
     sha256: str = ""
+    encoding: str = "utf-8"  # the text's encoding, as read (a CSV may be cp1252 or utf-16)
     rows_read: int = 0
     rows_accepted: int = 0
     rows_rejected: int = 0
@@ -48,6 +49,7 @@ class FileReport:
         return {
             "path": self.path,
             "format": self.format,
+            "encoding": self.encoding,
             "sha256": self.sha256,
             "rows_read": self.rows_read,
             "rows_accepted": self.rows_accepted,

@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.errors import InputError
-from pipeline.read import json_records
+from pipeline.read import json_records, records
 from pipeline.read.json_scan import MAX_TEXT_BYTES, Batch, Malformed, scan
 from pipeline.read.source import Format, Source, open_bytes
 
@@ -109,7 +109,7 @@ def _sessions(
         size = sizes.gather(number)
         raw = raw.with_columns(
             pl.when(size.is_not_null())
-            .then(pl.lit("too_large"))
+            .then(pl.lit(records.TOO_LARGE))
             .otherwise("_error")
             .alias("_error"),
             pl.when(size.is_not_null())

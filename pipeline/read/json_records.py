@@ -16,8 +16,25 @@ from functools import lru_cache
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import SESSION_FIELDS, key_aliases, repeated_fields
+
+# A record may hold this many fields the schema does not know, kept in `extra_fields`; one
+# with more is rejected as `too_many_fields` (an export does not add a thousand fields: such
+# a record is a map written out as keys, which no query of sessions wants as columns).
+MAX_UNKNOWN_FIELDS = 1000
+# Up to this many unknown fields are read one at a time, each a parse of the record (the
+# fastest way for a few); more are read all in one parse (a parse a key made a record of
+# thousands of keys cost their square).
+FEW_UNKNOWN_FIELDS = 32
+# A record above this size is read alone, on a connection of its own with more memory than
+# the ingest's (`LARGE_RECORD_MEMORY`): DuckDB's JSON writer reserves six to eight times a
+# value's size at once, which a 20 MB text field would take beyond the ingest's cap. Its
+# unknown fields are read one at a time (all at once, they cost more memory again), so it
+# may hold no more than `FEW_UNKNOWN_FIELDS` of them.
+LARGE_RECORD_BYTES = 4 << 20
+LARGE_RECORD_MEMORY = "1GB"
 
 # What every reader yields besides the session fields (all text) and `extra_fields`:
 # `_keys` the keys a JSON object had (null where they are the batch's usual keys, which are
@@ -61,7 +78,7 @@ def _extract_sql(from_bytes: bool, pages: bool, usual: tuple[str, ...]) -> str:
     return f"""
 WITH decoded AS ({_DECODE_BYTES if from_bytes else "SELECT * FROM batch"}),
 tops AS {materialised} (
-  SELECT _line, _element, _text, _error,
+  SELECT _line, _element, _text, _error, _error_detail,
     -- As read, line end included: trimming every row costs more than trimming the rejected.
     coalesce(_text, _raw) AS _record, {parse}
   FROM decoded
@@ -73,19 +90,37 @@ unknown AS (
       list_distinct(list_filter(_keys, lambda k: NOT list_contains([{known}], k))) END
     AS _unknown
   FROM typed
+),
+bounded AS (
+  SELECT *, CASE WHEN len(_unknown) > {MAX_UNKNOWN_FIELDS}
+      OR (len(_unknown) > {FEW_UNKNOWN_FIELDS} AND strlen(_text) > {LARGE_RECORD_BYTES})
+    THEN format('{{:,}} fields the schema does not know, more than a record may have',
+                len(_unknown)) END AS _too_many
+  FROM unknown
 )
 SELECT
     {columns},
-    CASE WHEN len(_unknown) > 0 THEN to_json(map_from_entries(list_transform(_unknown,
-      lambda k: struct_pack(key := k, value := json_extract(_text,
-        '/' || replace(replace(k, '~', '~0'), '/', '~1'))))))::VARCHAR END AS extra_fields,
+    CASE WHEN _too_many IS NULL AND len(_unknown) > 0 THEN {_EXTRA_FIELDS} END AS extra_fields,
     CASE WHEN _type = 'OBJECT' AND _keys <> {usual_keys} THEN _keys END AS _keys,
     _line, _element, _item, _record,
     coalesce(_error, CASE WHEN _keys IS NULL THEN 'invalid_json'
-                          WHEN _type <> 'OBJECT' THEN 'not_an_object' END) AS _error,
-    {_kind("_type")} AS _error_detail
-FROM unknown
+                          WHEN _type <> 'OBJECT' THEN 'not_an_object'
+                          WHEN _too_many IS NOT NULL THEN 'too_many_fields' END) AS _error,
+    coalesce(_error_detail, {_kind("_type")}, _too_many) AS _error_detail
+FROM bounded
 """
+
+
+# The unknown fields of a record as one JSON object, written as `to_json` writes a map.
+_EXTRA_FIELDS = f"""'{{' || array_to_string(
+    CASE WHEN len(_unknown) <= {FEW_UNKNOWN_FIELDS} OR strlen(_text) > {LARGE_RECORD_BYTES}
+      THEN list_transform(_unknown, lambda k: to_json(k)::VARCHAR || ':' || coalesce(
+        json_extract(_text, '/' || replace(replace(k, '~', '~0'), '/', '~1'))::VARCHAR, 'null'))
+      ELSE list_transform(
+        list_filter(map_entries(try(_text::JSON::MAP(VARCHAR, JSON))),
+                    lambda e: list_contains(_unknown, e.key)),
+        lambda e: to_json(e.key)::VARCHAR || ':' || coalesce(e.value::VARCHAR, 'null'))
+    END, ',') || '}}'"""
 
 
 # The items of API pages become records of their own. A batch that cannot hold a page goes
@@ -94,7 +129,8 @@ _PAGE_ITEMS = """pages AS (
   SELECT _line, _element, _f.items AS _items FROM tops WHERE starts_with(_f.items, '[')
 ),
 items AS (
-  SELECT _line, _element, _item, _text, NULL AS _error, _text AS _record, {parse}
+  SELECT _line, _element, _item, _text, NULL AS _error, NULL AS _error_detail,
+    _text AS _record, {parse}
   FROM (
     -- Each page's items parsed once: their places come from the list, not another parse.
     SELECT _line, _element,
@@ -120,11 +156,14 @@ _NO_PAGES = """records AS (
 
 
 # Lines come as bytes: a line that is not UTF-8 is rejected alone, kept with its bytes escaped.
+# A line the splitter could not read whole comes with its `_error`: it is not parsed.
 _DECODE_BYTES = """
-  SELECT _line, _element, _text,
-    CASE WHEN _text IS NULL THEN 'invalid_utf8' END AS _error,
-    CASE WHEN _text IS NULL THEN CAST(_bytes AS VARCHAR) END AS _raw
-  FROM (SELECT _line, _element, _bytes, try(decode(_bytes)) AS _text FROM batch)
+  SELECT _line, _element, CASE WHEN _error IS NULL THEN _text END AS _text,
+    coalesce(_error, CASE WHEN _text IS NULL THEN 'invalid_utf8' END) AS _error, _error_detail,
+    CASE WHEN _text IS NULL OR _error IS NOT NULL THEN coalesce(_text, CAST(_bytes AS VARCHAR))
+    END AS _raw
+  FROM (SELECT _line, _element, _bytes, _error, _error_detail, try(decode(_bytes)) AS _text
+        FROM batch)
 """
 
 
@@ -167,7 +206,8 @@ ORDER BY _element
 def _registered(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Iterator[None]:
     """`batch` as the relation `batch` on `con`, while the block runs."""
     # In vector-sized pieces, so that DuckDB parses on every core, not one (twice as fast).
-    con.register("batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048)))
+    pieces = batch.to_batches(max_chunksize=2048)
+    con.register("batch", pa.Table.from_batches(pieces, schema=batch.schema))
     try:
         yield
     finally:
@@ -178,18 +218,64 @@ def extract(con: duckdb.DuckDBPyConnection, batch: pa.Table, *, pages: bool = Tr
     """Raw session columns of `batch`, one row per session it holds.
 
     `batch` has `_line` and `_element` (each text's place in the file) and either `_bytes`
-    (the text as read) or `_text` (the JSON text). Without `pages`, no text is taken for an
-    API page: say so only of a batch known to hold none.
+    (the text as read) or `_text` (the JSON text); it may have `_error` and `_error_detail`
+    (why a text could not be read: it is not parsed). Without `pages`, no text is taken for
+    an API page: say so only of a batch known to hold none.
     """
     from_bytes = "_bytes" in batch.column_names
-    if not from_bytes:
-        batch = batch.append_column("_error", pa.nulls(len(batch), pa.string()))
-        batch = batch.append_column("_raw", pa.nulls(len(batch), pa.string()))
-    first = batch.column("_bytes" if from_bytes else "_text")[0].as_py() if len(batch) else None
-    sql = _extract_sql(from_bytes, pages, _usual_keys(first))
+    for name in ("_error", "_error_detail") if from_bytes else ("_error", "_error_detail", "_raw"):
+        if name not in batch.column_names:
+            batch = batch.append_column(name, pa.nulls(len(batch), pa.string()))
+    with _by_size(con, batch) as parts:
+        frames = [
+            _extracted(part_con, part, _extract_sql(from_bytes, pages, _usual_keys(_first(part))))
+            for part_con, part in parts
+        ]
+    return frames[0] if len(frames) == 1 else pl.concat(frames)
+
+
+def _first(batch: pa.Table) -> bytes | str | None:
+    column = "_bytes" if "_bytes" in batch.column_names else "_text"
+    first: bytes | str | None = batch.column(column)[0].as_py() if len(batch) else None
+    return first
+
+
+def _extracted(con: duckdb.DuckDBPyConnection, batch: pa.Table, sql: str) -> pl.DataFrame:
     with _registered(con, batch):
         result = con.sql(sql).to_arrow_table()
     return pl.from_arrow(result)  # type: ignore[return-value]
+
+
+@contextmanager
+def _by_size(
+    con: duckdb.DuckDBPyConnection, batch: pa.Table
+) -> Iterator[list[tuple[duckdb.DuckDBPyConnection, pa.Table]]]:
+    """`batch` in parts, each with the connection to read it on: the whole on `con`, unless
+    it has large records (rare); then each of those alone, on a connection of its own."""
+    texts = batch.column("_bytes" if "_bytes" in batch.column_names else "_text")
+    large = pc.greater(pc.binary_length(texts), LARGE_RECORD_BYTES)
+    if not pc.any(large).as_py():
+        yield [(con, batch)]
+        return
+    large_rows = batch.filter(large)
+    with _large_record_connection() as own:
+        yield [(con, batch.filter(pc.invert(large)))] + [
+            (own, large_rows.slice(i, 1)) for i in range(len(large_rows))
+        ]
+
+
+@contextmanager
+def _large_record_connection() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB of its own, for reading large records: more memory, one thread,
+    nothing spilled to disk (a temporary folder would land in the working directory)."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = '{LARGE_RECORD_MEMORY}'")
+        con.execute("SET threads = 1")
+        con.execute("SET temp_directory = ''")
+        yield con
+    finally:
+        con.close()
 
 
 class _Pairs(list[tuple[str, object]]):
@@ -233,9 +319,15 @@ def sessions_of(
 def page_warnings(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> list[str]:
     """What the API pages among `batch`'s texts say that disagrees with their items."""
     source = "(" + _DECODE_BYTES + ")" if "_bytes" in batch.column_names else "batch"
-    with _registered(con, batch):
-        rows = con.sql(_PAGES_SQL.format(source=source)).fetchall()
-    return [w for row in rows if (w := _page_warning(*row))]
+    for name in ("_error", "_error_detail"):
+        if name not in batch.column_names:
+            batch = batch.append_column(name, pa.nulls(len(batch), pa.string()))
+    rows = []
+    with _by_size(con, batch) as parts:
+        for part_con, part in parts:
+            with _registered(part_con, part):
+                rows += part_con.sql(_PAGES_SQL.format(source=source)).fetchall()
+    return [w for row in sorted(rows) if (w := _page_warning(*row))]
 
 
 def _page_warning(

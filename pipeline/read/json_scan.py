@@ -27,6 +27,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from pipeline.read import records
+
 BLOCK_BYTES = 8 << 20
 # Texts are handed on in batches of about this size or count, whichever comes first: a
 # block of tiny elements (`[1,1,1,...]`) would otherwise be millions of Python objects.
@@ -36,8 +38,8 @@ BATCH_TEXTS = 50_000
 # larger one is kept as its first bytes, and rejected as too large (DuckDB's reader refused
 # a whole document with a value over 128 MB). Without a bound, one endless value would be
 # held whole.
-MAX_TEXT_BYTES = 32 << 20
-PREVIEW_BYTES = 1 << 10
+MAX_TEXT_BYTES = records.MAX_RECORD_BYTES
+PREVIEW_BYTES = records.PREFIX_BYTES
 
 _QUOTE, _BACKSLASH = 34, 92
 _OPEN, _CLOSE, _COMMA = 1, 2, 3

@@ -22,16 +22,19 @@ def read(
     source: Source, con: duckdb.DuckDBPyConnection, warn: Callable[[str], None]
 ) -> Iterator[pl.DataFrame]:
     element = 0
+    if warning := source.encoding_warning():
+        warn(warning)
     with open_bytes(source) as stream:
         for records in iter_records(stream):
             n = len(records.data)
-            batch = pa.table(
-                {
-                    "_bytes": records.data,
-                    "_line": records.line,
-                    "_element": np.arange(element, element + n, dtype=np.int64),
-                }
-            )
+            columns = {
+                "_bytes": records.data,
+                "_line": records.line,
+                "_element": np.arange(element, element + n, dtype=np.int64),
+            }
+            if records.errors:  # a line too large: only its start is here, not to be parsed
+                columns["_error"], columns["_error_detail"] = records.error_columns()
+            batch = pa.table(columns)
             element += n
             # A page has the key `items`, spelled so or with escapes (a one-byte search).
             may_hold_pages = records.may_contain(b"\\") or records.may_contain(b'"items"')
