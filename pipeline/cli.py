@@ -98,7 +98,11 @@ def _user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             result = func(*args, **kwargs)
-        except (Stopped, KeyboardInterrupt, Exception) as exc:
+        except (SystemExit, GeneratorExit):
+            raise
+        # BaseException: a panic in a Rust library (polars, deltalake) reaches Python as
+        # pyo3's PanicException, which is not an Exception; it is a bug, and gets its line.
+        except BaseException as exc:
             report = getattr(exc, "report", None)
             # After a signal, whatever unwound (DuckDB may wrap our exception in its own) is
             # the stop.

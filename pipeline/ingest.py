@@ -346,7 +346,9 @@ def _quarantined(
         .otherwise(pl.format("element {}", element))
     )
     item = pl.format(", items[{}]", pl.col("_item"))
-    return rejected.select(
+    # One chunk per column: polars 1.x panicked ("i < self.len()") evaluating a when/then
+    # over columns chunked apart (the redacted record beside the others).
+    return rejected.rechunk().select(
         pl.lit(run.started).dt.convert_time_zone("UTC").alias("ingested_at"),
         pl.lit(source.name).alias("source_file"),
         pl.col("_line").alias("line"),

@@ -153,3 +153,23 @@ def test_progress_on_a_terminal_only(tmp_path: Path) -> None:
     assert b"rows read" in seen and b"rows/s" in seen
     quiet = run_cli("ingest", export, "-w", tmp_path / "wh2")  # not a terminal: no progress
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_panic_in_a_rust_library_is_one_line_and_exit_70() -> None:
+    """pyo3's PanicException (polars, deltalake) is a BaseException, not an Exception: it
+    still gets the one line of a bug, not a traceback."""
+    import click
+    import polars as pl
+    from click.testing import CliRunner
+
+    from pipeline.cli import _user_errors
+
+    @click.command()
+    @_user_errors
+    def panics() -> None:
+        raise pl.exceptions.PanicException("assertion failed: i < self.len()")
+
+    result = CliRunner().invoke(panics, [])
+    assert result.exit_code == 70
+    assert result.stderr.startswith("internal error: PanicException: assertion failed")
+    assert "Traceback" not in result.output
