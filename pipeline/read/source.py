@@ -141,14 +141,28 @@ def _json_format(text: bytes, complete: bool) -> Format:
     head = text if complete else text[: text.rfind(b"\n")] if b"\n" in text else b""
     if b"\n" in head.rstrip() or (head and document is Format.JSON_ARRAY):
         starts_value = _starts_json_value(head)
-        if starts_value is not None:
-            return document if starts_value else Format.NDJSON
+        if starts_value:
+            return document
+        if starts_value is False:
+            # Broken: a pretty-printed document with a bad element, or NDJSON with a bad
+            # line. Its other lines tell which.
+            return document if _element_lines(text) else Format.NDJSON
     lines = [line for line in text.split(b"\n", 100)[:100] if line.strip()]
     if any(line[:1] == b"{" and _is_json(line) for line in lines):
         return Format.NDJSON
     if document is Format.JSON_ARRAY:
         return document
     return Format.NDJSON if not lines[0].rstrip().endswith((b"{", b"[")) else document
+
+
+def _element_lines(text: bytes) -> bool:
+    """Whether the lines of `text` after its first read as a document's elements (a whole
+    value and a comma) rather than as NDJSON's records (a whole value); on a tie, whether the
+    first line only opens a value (`[`, `{"items": [`), which no NDJSON record does."""
+    lines = [line.strip() for line in text.split(b"\n", 100)[:100] if line.strip()]
+    records = sum(_is_json(line) for line in lines[1:])
+    elements = sum(line.endswith(b",") and _is_json(line[:-1]) for line in lines[1:])
+    return elements > records or (elements == records and lines[0].endswith((b"[", b"{")))
 
 
 def _starts_json_value(text: bytes) -> bool | None:

@@ -20,7 +20,9 @@ final as (
         lag(duration_count) over by_version as previous_duration_count,
         duration_p50_s - lag(duration_p50_s) over by_version as duration_p50_change_s,
         duration_p90_s - lag(duration_p90_s) over by_version as duration_p90_change_s,
-        duration_p50_s / lag(duration_p50_s) over by_version - 1 as duration_p50_change_share,
+        -- No share of a zero median: null, not infinity.
+        duration_p50_s / nullif(lag(duration_p50_s) over by_version, 0) - 1
+            as duration_p50_change_share,
         first_session_at,
         last_session_at
     from versions
