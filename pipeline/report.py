@@ -163,8 +163,10 @@ class IngestReport:
         ]
         for reason, count in self.rejected_by_reason.most_common():
             lines.append(f"    {count:>10,}  {reason}")
-        if self.unknown_fields:
-            lines.append(f"  unknown fields kept in extra_fields: {', '.join(self.unknown_fields)}")
+        if unknown := self.unknown_fields:
+            # An export may carry thousands of field names; the JSON report lists every one.
+            more = f" ... and {len(unknown) - 20:,} more (see --json)" if len(unknown) > 20 else ""
+            lines.append(f"  unknown fields kept in extra_fields: {', '.join(unknown[:20])}{more}")
         if self.warnings:
             lines.append(f"  warnings ({len(self.warnings)}):")
             lines.extend(f"    {w}" for w in self.warnings[:20])

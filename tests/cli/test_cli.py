@@ -173,3 +173,14 @@ def test_a_panic_in_a_rust_library_is_one_line_and_exit_70() -> None:
     assert result.exit_code == 70
     assert result.stderr.startswith("internal error: PanicException: assertion failed")
     assert "Traceback" not in result.output
+
+
+def test_the_text_report_names_twenty_unknown_fields_and_counts_the_rest(
+    write: Write, wh: Path
+) -> None:
+    record = session(1, **{f"extra_{n:02d}": n for n in range(30)})
+    result = run_cli("ingest", write("wide.ndjson", ndjson([record])), "-w", wh)
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if "unknown fields" in x]
+    assert "extra_19" in line and "extra_20" not in line
+    assert line.endswith("... and 10 more (see --json)")

@@ -146,13 +146,7 @@ def test_running_out_of_the_budget_is_exit_3_naming_the_setting(
 def test_a_memory_limit_that_is_not_a_size_is_one_line_and_exit_2(
     value: str, env: bool, write: Write, wh: Path
 ) -> None:
-    path = write("export.ndjson", ndjson([session(1)]))
-    if env:
-        code, _, err, _ = run_measured(
-            "ingest", path, "-w", wh, env={"SESSIONS_MEMORY_LIMIT": value}
-        )
-    else:
-        code, _, err, _ = run_measured("ingest", path, "-w", wh, "--memory-limit", value)
+    code, err = _ingest_with_limit(value, env, write, wh)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and f"--memory-limit {value}:" in err
     assert not wh.exists()
@@ -162,6 +156,12 @@ def test_a_memory_limit_that_is_not_a_size_is_one_line_and_exit_2(
 def test_memory_limits_in_duckdb_spelling_are_taken(
     value: str, env: bool, write: Write, wh: Path
 ) -> None:
+    code, err = _ingest_with_limit(value, env, write, wh)
+    assert code == 0, err
+
+
+def _ingest_with_limit(value: str, env: bool, write: Write, wh: Path) -> tuple[int, str]:
+    """Ingest one session with the memory limit given as the option or (`env`) the variable."""
     path = write("export.ndjson", ndjson([session(1)]))
     if env:
         code, _, err, _ = run_measured(
@@ -169,7 +169,7 @@ def test_memory_limits_in_duckdb_spelling_are_taken(
         )
     else:
         code, _, err, _ = run_measured("ingest", path, "-w", wh, "--memory-limit", value)
-    assert code == 0, err
+    return code, err
 
 
 def _bomb(head: bytes, unit: bytes, mib: int, tail: bytes) -> bytes:
