@@ -6,6 +6,7 @@ import atexit
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,33 +35,32 @@ class QueryError(PipelineError):
 
 
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the views over the warehouse's current snapshot.
+    """A connection to the views over the warehouse's current snapshot.
 
     The views are built afresh from the snapshot's own files, where the warehouse is now,
     rather than read from `<warehouse>/sessions.duckdb`, whose views name files by absolute
     path: a moved warehouse's database names files that are gone, and a copy's names the
-    original's. They go into a database of their own in the temporary folder, opened
-    read-only (a query cannot change a view), and removed once opened.
+    original's. They live in an in-memory database, so that reading writes no file (a full
+    disk cannot stop a report); `sql` lets a query do nothing but read (see `_one_query`).
     """
     snapshot = warehouse_module.readable_snapshot(warehouse)
     sessions, rejects = warehouse_module.snapshot_files(snapshot)
-    scratch = Path(tempfile.mkdtemp(prefix="sessions-views-"))
-    path = scratch / views.DATABASE
+    con = duckdb.connect()
     try:
-        views.build_database(path, sessions, rejects)
-        con = duckdb.connect(str(path), read_only=True)
-    except (OSError, duckdb.Error) as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
+        con.execute("SET TimeZone = 'UTC'")
+        # A query that spills writes into a folder of its own, never into the warehouse nor
+        # the working folder (DuckDB's default for an in-memory database), and not the
+        # system's temporary folder itself, which DuckDB would then let a query read (`sql`
+        # allows file access to the warehouse and the spill folder only). Made when needed.
+        spill = Path(tempfile.gettempdir()) / f"sessions-spill-{uuid.uuid4().hex}"
+        atexit.register(shutil.rmtree, spill, ignore_errors=True)
+        con.execute(f"SET temp_directory = {views.sql_path(spill)}")
+        for statement in views.statements(sessions, rejects):
+            con.execute(statement)
+    except duckdb.Error as exc:
+        con.close()
         message = " ".join(str(exc).split())
         raise WarehouseError(f"cannot open the views of {warehouse}: {message}") from None
-    # The open connection keeps the file.
-    path.unlink(missing_ok=True)
-    # A query that spills writes into a folder of its own, never into the warehouse: not the
-    # system's temporary folder itself, which DuckDB would then let a query read (`sql`
-    # allows file access to the warehouse and the spill folder only).
-    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET temp_directory = {views.sql_path(scratch / 'spill')}")
     return con
 
 

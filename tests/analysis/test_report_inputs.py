@@ -43,7 +43,7 @@ ODD_NAMES = [
     "line\nbreak\r\nand\ttab",
     "nul\x00char\x1b[31mescape\x7f",
     "שלום עולם مرحبا",
-    "\u202eoverride\u200b",
+    "\u202eover\u200bride",
     "emoji 😀🎉 👩‍👩‍👧",
     "",
     "   \t ",
@@ -117,7 +117,8 @@ def test_odd_names_give_a_whole_report(odd: Path, tmp_path: Path) -> None:
     assert page.count("data:image/png;base64,") == 5
     assert "<script" not in page
     for name in ODD_NAMES:
-        assert html.escape(plain(name, 200)) in page
+        # A blank name is stored as a missing one (the ingest trims values).
+        assert html.escape(plain(name, 200) if name.strip() else "(null)") in page
     assert "\x00" not in page and "\x1b" not in page
     # The CSV holds the names as stored, whole.
     with (tmp_path / "report-agents.csv").open(newline="") as file:

@@ -3,6 +3,7 @@ answering from its own files wherever it is moved or copied."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline import query
+from pipeline import output, query
 from pipeline.check import check
 from pipeline.errors import InputError, WarehouseError
 from pipeline.ingest import Options, ingest
@@ -26,8 +27,12 @@ Write = Callable[[str, bytes], Path]
 
 
 def sql(wh: Path, text: str) -> list[dict[str, Any]]:
-    """The rows of `text`, run as `sessions sql` runs it."""
-    return query.sql(wh, text).to_pylist()
+    """The rows of `text`, run as `sessions sql` runs it, as its JSON output gives them."""
+    out = io.StringIO()
+    with query.sql(wh, text) as rows:
+        output.write(rows.columns, rows.batches, "json", out)
+    found: list[dict[str, Any]] = json.loads(out.getvalue())
+    return found
 
 
 def per_agent(wh: Path) -> dict[str, int]:
@@ -100,7 +105,8 @@ def test_folders_above_the_warehouse_never_become_columns(
         assert (row["agent_id"], row["is_test_session"]) == (given["agent_id"], False)
         assert row["channel_manager_type"] == "voice_twilio_v1"
     # No folder name is a column: `date` is not one (`utc_date` is), nor `region` or `year`.
-    columns = set(query.sql(wh, "SELECT * FROM sessions LIMIT 0").column_names)
+    with query.sql(wh, "SELECT * FROM sessions LIMIT 0") as rows:
+        columns = {column.name for column in rows.columns}
     keys = {part.split("=")[0] for part in parents.split("/")}
     assert "utc_date" in columns
     assert not (keys - {f.name for f in STORED_FIELDS}) & columns
