@@ -109,6 +109,20 @@ CASES = [
         rejected={"record: invalid_json": 1},
         covered_by="tests/read/test_json_scan.py",
     ),
+    Case(
+        "json array on one line (minified): an element that is not JSON",
+        ("[" + json.dumps(_with(1)) + ", {oops: 1}, " + json.dumps(_with(2)) + "]").encode(),
+        accepted=2,
+        rejected={"record: invalid_json": 1},
+    ),
+    Case(
+        "API page on one line (minified): an item with a bad escape",
+        json.dumps({"items": [_with(1), "PLACE", _with(2)], "page": 0})
+        .replace('"PLACE"', '{"note": "bad \\x escape"}')
+        .encode(),
+        accepted=2,
+        rejected={"record: invalid_json": 1},
+    ),
     # --- §3 values that are valid JSON but not plausible -----------------------------------
     Case(
         "timestamp: Go's zero time, year 0, a negative year, after 2100",

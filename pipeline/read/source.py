@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.errors import InputError
+from pipeline.read import json_scan
 from schemas import key_aliases
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -134,6 +135,15 @@ def _json_format(text: bytes, complete: bool) -> Format:
         if rest.strip() or document is Format.JSON_OBJECT:
             return Format.NDJSON
         return document
+    if complete and _outline_holds(text, document):
+        # The whole file is one document whose brackets and strings close where they should
+        # (minified on one line, or pretty-printed): an element that is not JSON is a bad
+        # row of it, not a reason to take the file for NDJSON and lose its other elements.
+        return document
+    if not complete and b"\n" not in text:
+        # More than a megabyte without a line end: a document (an API page as it came), not
+        # a line of NDJSON.
+        return document
     # The first line only starts a value. Pretty-printed, a document continues it on the
     # next lines, however it breaks them (`{`, `{"items": [{"timestamp": ...},`): the head is
     # the start of one JSON value. NDJSON whose first line is broken is not.
@@ -153,6 +163,17 @@ def _json_format(text: bytes, complete: bool) -> Format:
     if document is Format.JSON_ARRAY:
         return document
     return Format.NDJSON if not lines[0].rstrip().endswith((b"{", b"[")) else document
+
+
+def _outline_holds(text: bytes, document: Format) -> bool:
+    """Whether `text`, a whole file, has the outline of one JSON document: its strings and
+    brackets close, each where it should (the scanner that reads documents judges)."""
+    try:
+        for _ in json_scan.scan(io.BytesIO(text), array=document is Format.JSON_ARRAY):
+            pass
+    except json_scan.Malformed:
+        return False
+    return True
 
 
 def _element_lines(text: bytes) -> bool:
