@@ -95,6 +95,12 @@ CASES = [
         "test_records_beyond_duckdbs_default_size_are_read_and_beyond_ours_rejected",
     ),
     Case(
+        "ndjson: 3,000 records with a 10 kB field the schema does not know (30 MB)",
+        ndjson([_with(n, transcript="x" * 10_000) for n in range(3000)]),
+        accepted=3000,
+        covered_by="the default --memory-limit; tests/trust/test_memory.py",
+    ),
+    Case(
         "ndjson: a line that is not JSON, and one that is not UTF-8",
         ndjson([_with(1), "{broken", "{not utf-8}", _with(2)]).replace(
             b"{not utf-8}", b'{"agent_name": "\xff"}'

@@ -12,8 +12,10 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from itertools import pairwise
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +37,10 @@ FEW_UNKNOWN_FIELDS = 32
 # may hold no more than `FEW_UNKNOWN_FIELDS` of them.
 LARGE_RECORD_BYTES = 4 << 20
 LARGE_RECORD_MEMORY = "1GB"
+# Text one extraction query reads at most: DuckDB's JSON functions hold several copies of a
+# batch's texts, and 16 MB of records with a 10 kB field the schema does not know ran out of
+# the ingest's default 320 MB (8 MB of them fits, whatever the records' size).
+PART_BYTES = 8 << 20
 
 # What every reader yields besides the session fields (all text) and `extra_fields`:
 # `_keys` the keys a JSON object had (null where they are the batch's usual keys, which are
@@ -253,15 +259,33 @@ def _by_size(
     """`batch` in parts, each with the connection to read it on: the whole on `con`, unless
     it has large records (rare); then each of those alone, on a connection of its own."""
     texts = batch.column("_bytes" if "_bytes" in batch.column_names else "_text")
-    large = pc.greater(pc.binary_length(texts), LARGE_RECORD_BYTES)
+    sizes = pc.binary_length(texts)
+    large = pc.greater(sizes, LARGE_RECORD_BYTES)
     if not pc.any(large).as_py():
-        yield [(con, batch)]
+        yield _parts(con, batch, sizes)
         return
     large_rows = batch.filter(large)
+    small = pc.invert(large)
     with _large_record_connection() as own:
-        yield [(con, batch.filter(pc.invert(large)))] + [
+        yield _parts(con, batch.filter(small), pc.filter(sizes, small)) + [
             (own, large_rows.slice(i, 1)) for i in range(len(large_rows))
         ]
+
+
+def _parts(
+    con: duckdb.DuckDBPyConnection, batch: pa.Table, sizes: pa.Array
+) -> list[tuple[duckdb.DuckDBPyConnection, pa.Table]]:
+    """`batch` in slices of at most about `PART_BYTES` of text, each read on `con`."""
+    total = pc.sum(sizes).as_py() or 0
+    if total <= PART_BYTES:
+        return [(con, batch)]
+    ends = np.searchsorted(
+        np.cumsum(sizes.to_numpy(zero_copy_only=False)),
+        np.arange(PART_BYTES, total, PART_BYTES),
+        side="right",
+    )
+    cuts = [0, *sorted({int(e) for e in ends if 0 < e < len(batch)}), len(batch)]
+    return [(con, batch.slice(a, b - a)) for a, b in pairwise(cuts)]
 
 
 @contextmanager

@@ -339,7 +339,7 @@ def test_ndjson_with_a_broken_line_stays_ndjson(write: Write, wh: Path) -> None:
 def test_records_beyond_duckdbs_default_size_are_read_and_beyond_ours_rejected(
     write: Write, wh: Path
 ) -> None:
-    big = "d" * (17 << 20)  # above DuckDB's default maximum_object_size (16 MB)
+    big = "d" * (MAX_RECORD_BYTES - (1 << 20))  # above the 4 MB read on a connection alone
     huge = "h" * (MAX_RECORD_BYTES + (1 << 20))
     lines = [session(1), session(2, description=big), session(3, description=huge), session(4)]
     report = ingest([write("large.ndjson", ndjson(lines))], wh)
