@@ -480,7 +480,7 @@ def rebuild_command(warehouse: Path) -> None:
 @warehouse_option
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
     default="report.html",
     show_default=True,
     help="The HTML file to write; its folder is created if missing. Every row of its tables "
@@ -489,7 +489,7 @@ def rebuild_command(warehouse: Path) -> None:
 )
 @scope_options
 @_user_errors
-def report_command(warehouse: Path, out: Path, scope: Scope) -> None:
+def report_command(warehouse: Path, out: str, scope: Scope) -> None:
     """Write a self-contained HTML report: headline figures, charts and tables.
 
     One file, charts embedded, nothing fetched from the network: open it on any laptop,
@@ -505,7 +505,10 @@ def report_command(warehouse: Path, out: Path, scope: Scope) -> None:
     from pipeline import atomic, html_report
     from pipeline.analysis import analyse
 
-    written = html_report.files(analyse(warehouse, scope), out)
+    # Checked as given: a path would read "" as "." and drop a trailing slash.
+    if not Path(out).name or out.endswith(os.sep):
+        raise atomic.OutputError(f"--out {out!r} names no file: give a path like report.html")
+    written = html_report.files(analyse(warehouse, scope), Path(out))
     atomic.write_files(written)
     for path in written:
         click.echo(f"wrote {path}")

@@ -264,6 +264,22 @@ def test_out_where_nothing_can_be_written(warehouse: Path, tmp_path: Path) -> No
     assert list(folder.iterdir()) == []
 
 
+def test_out_that_names_no_regular_file(warehouse: Path, tmp_path: Path) -> None:
+    """`--out ""`, a path ending in a slash, and a FIFO (as `/dev/null` is a device): one line,
+    exit 3, and nothing replaced or written beside them."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    before = tree(tmp_path)
+    for out, says in [
+        ("", "names no file"),
+        (f"{tmp_path}/week.html/", "names no file"),
+        (str(fifo), "not a regular file"),
+    ]:
+        result = run_cli("report", "-w", warehouse, "--out", out)
+        _one_line_error(result, 3, says)
+    assert fifo.is_fifo() and tree(tmp_path) == before
+
+
 def test_a_read_only_folder_leaves_the_old_report(warehouse: Path, tmp_path: Path) -> None:
     folder = tmp_path / "reports"
     folder.mkdir()
