@@ -92,6 +92,7 @@ def locked(warehouse: Path) -> Iterator[None]:
     """Hold the warehouse's ingest lock. The OS releases it when the process dies, so a
     crashed ingest never leaves it stuck. A new or empty folder becomes a warehouse; a folder
     that is neither empty nor a warehouse is refused before anything in it is touched."""
+    usable(warehouse)
     claim(warehouse)
     try:
         handle = (warehouse / ".lock").open("a+")
@@ -141,10 +142,26 @@ def claim(warehouse: Path) -> None:
         ) from None
 
 
+# Characters DuckDB does not take in a file's path as written: `?` starts the query string of
+# a database path, and `\` is read as a folder separator.
+_UNUSABLE = ("?", "\\")
+
+
+def usable(warehouse: Path) -> None:
+    """Refuse, before anything is written, a warehouse path that DuckDB would misread."""
+    found = [c for c in _UNUSABLE if c in str(warehouse.absolute())]
+    if found:
+        raise WarehouseError(
+            f"{warehouse}: a warehouse path may not hold {' or '.join(map(repr, found))} "
+            "(DuckDB misreads them in file paths): choose another folder"
+        )
+
+
 def readable_snapshot(warehouse: Path) -> Path:
     """The committed snapshot a reader reads, resolved once; an error that says what to do
     when `warehouse` is not a warehouse or holds no ingest yet. Reads only: it marks nothing."""
     ingest_first = f"run `sessions ingest EXPORTS --warehouse {warehouse}` first"
+    usable(warehouse)
     if not warehouse.exists():
         raise WarehouseError(f"{warehouse} does not exist: {ingest_first}")
     try:

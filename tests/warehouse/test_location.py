@@ -383,3 +383,16 @@ def test_paths_and_globs_that_reach_into_the_warehouse_skip_it(
     assert report.rows_read == 9 and report.rows_rejected == 0
     assert files_read(wh) == (9, 9)
     assert all("of the warehouse" in note for note in notes)
+
+
+@pytest.mark.parametrize("odd", ["q?x", "back\\slash"])
+def test_a_path_duckdb_would_misread_is_refused_before_anything_is_written(
+    odd: str, write: Write, tmp_path: Path
+) -> None:
+    export = write("a.ndjson", ndjson([session(1)]))
+    wh = tmp_path / odd / "wh"
+    for args in (["ingest", export], ["stats"], ["sql", "select 1"], ["rebuild"]):
+        result = run_cli(*args, "--warehouse", wh)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.count("\n") == 1 and "choose another folder" in result.stderr
+    assert not (tmp_path / odd).exists()
