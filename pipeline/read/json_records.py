@@ -89,7 +89,7 @@ tops AS {materialised} (
     coalesce(_text, _raw) AS _record, {parse}
   FROM decoded
 ),
-{_PAGE_ITEMS.format(parse=parse) if pages else _NO_PAGES}
+{_PAGE_ITEMS.format(parse=parse, is_page=_IS_PAGE) if pages else _NO_PAGES}
 typed AS (SELECT *, {kind} AS _type FROM records),
 unknown AS (
   SELECT *, CASE WHEN _keys <> {usual_keys} THEN
@@ -131,8 +131,13 @@ _EXTRA_FIELDS = f"""'{{' || array_to_string(
 
 # The items of API pages become records of their own. A batch that cannot hold a page goes
 # without this part, which costs a sixth of the query even when no text is a page.
+_IS_PAGE = """coalesce(starts_with(_f.items, '[')
+    AND len(list_filter(_keys, lambda k: k = 'items')) = 1, false)"""
+
+# A page names `items` once: an object naming it twice is a record with a key given twice
+# (rejected as such), not a page whose other list of items would be lost unseen.
 _PAGE_ITEMS = """pages AS (
-  SELECT _line, _element, _f.items AS _items FROM tops WHERE starts_with(_f.items, '[')
+  SELECT _line, _element, _f.items AS _items FROM tops WHERE {is_page}
 ),
 items AS (
   SELECT _line, _element, _item, _text, NULL AS _error, NULL AS _error_detail,
@@ -147,7 +152,7 @@ items AS (
 ),
 records AS (
   SELECT _line, _element, NULL::BIGINT AS _item, * EXCLUDE (_line, _element) FROM tops
-  WHERE _f.items IS NULL OR NOT starts_with(_f.items, '[')
+  WHERE NOT {is_page}
   UNION ALL BY NAME
   SELECT * FROM items
 ),"""
