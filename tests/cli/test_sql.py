@@ -442,10 +442,11 @@ def peak_rss_mib(args: list[str]) -> tuple[int, float]:
 def test_a_large_result_streams_in_bounded_memory(warehouse: Path) -> None:
     # 3M rows of about 80 bytes: 240 MB as CSV. Held whole (as before) the process peaked
     # near 1 GiB; streamed it stays near its start-up size (about 170 MiB, 220 MiB here;
-    # once, on a loaded machine, 370 MiB: hence a generous bound).
+    # in full suite runs on a busy machine 370 and once 530 MiB, not reproduced alone: hence
+    # a bound well above those and well below the whole result's).
     query = "SELECT range AS i, repeat('x', 60) || range AS s, range / 7 AS f FROM range(3000000)"
     code, peak = peak_rss_mib(["sql", query, "-w", str(warehouse), "--format", "csv"])
-    assert code == 0 and peak < 500, peak
+    assert code == 0 and peak < 750, peak
 
 
 def test_a_reader_that_stops_early_ends_the_output_quietly(warehouse: Path) -> None:
