@@ -285,14 +285,24 @@ def _escapes() -> dict[str, str]:
 _ESCAPES = _escapes()
 # Rust regular expressions, Unicode-aware: `\d` is any decimal digit (full-width too), `\s`
 # any space (no-break and narrow spaces too), `\w` any letter or digit.
-_AT = r"(?:[@\uff20\ufe6b]|%40)"
+_AT = r"(?:[@\uff20\ufe6b]|%40|&#0*64;|&#[xX]0*40;)"
+# A letter written as a JSON escape (`j\u00fcrgen`): part of the address, not its end.
+_LETTER_ESCAPE = r"\\u[0-9a-fA-F]{4}"
 # The escape just before an address (`"\nalice@example.com"`) is kept whole, so that the
 # text stays JSON: `\n[redacted]`, not `\[redacted]`.
-_EMAIL = rf"(\\(?:u[0-9a-fA-F]{{4}}|[^u]))?[\w.%+\-]+{_AT}[\w\-]+(?:\.[\w\-]+)*"
+_EMAIL = (
+    rf"(\\(?:u00[01][0-9a-fA-F]|[^u]))?(?:[\w.%+\-]|{_LETTER_ESCAPE})+{_AT}"
+    rf"(?:[\w\-]|{_LETTER_ESCAPE})+(?:\.(?:[\w\-]|{_LETTER_ESCAPE})+)*"
+)
 # What separates the digits of a phone number: spaces, dashes of any kind, dots, and the
 # escapes of a tab or a line end in JSON text.
 _SPACE_ESCAPE = r"\\(?:[tnr]|u000[9aAdD])"
-_SEP = rf"(?:[\s\p{{Pd}}\u2212.]|{_SPACE_ESCAPE})"
+# Zero-width characters and underscores separate too (`415\u200b555\u200b0126`, `415_555_0111`).
+_ZERO_WIDTH = r"\u200b-\u200d\u2060\ufeff"
+_SEP = (
+    rf"(?:[\s\p{{Pd}}\u2212._{_ZERO_WIDTH}]|{_SPACE_ESCAPE}"
+    r"|\\u(?:200[bBcCdD]|2060|[fF][eE][fF][fF]))"
+)
 # At one place the first of these that matches wins, so the ones that take a whole number
 # in its groups come before the ones that would take only a part of it.
 _PHONE = "|".join(
@@ -306,6 +316,8 @@ _PHONE = "|".join(
         rf"\d{{2}}(?:{_SEP}{{1,3}}\d{{2}}){{4,}}",
         # Two groups, 7 digits or more: 555-0124, 07700 900123, 030 1234567.
         rf"\d{{3,5}}(?:[\s\p{{Pd}}\u2212]|{_SPACE_ESCAPE}){{1,3}}\d{{4,8}}",
+        # Ten digits or more, one separator between each: 4 1 5 5 5 5 0 1 2 4.
+        rf"\d(?:{_SEP}\d){{9,}}",
         # Any run of 7 digits or more, and the groups after it (a little over-redaction of
         # long numbers, by design).
         rf"\d{{7,}}(?:{_SEP}{{1,3}}\d+)*",

@@ -244,6 +244,28 @@ def test_redaction_keeps_timestamps_durations_and_ids(kept: str) -> None:
     assert pii.redact_texts([kept]) == [kept]
 
 
+@pytest.mark.parametrize(
+    ("value", "ascii_only"),
+    [
+        # Non-ASCII addresses, written with JSON escapes (Python's default) or as they are.
+        ("jürgen.müller@beispiel.de", True),
+        ("François.Dupont@exemple.fr", True),
+        ("björn108@exämple.de", False),
+        # Digits apart by zero-width spaces, underscores, or one space each.
+        ("415\u200b555\u200b0126", True),
+        ("415\u200b555\u200b0126", False),
+        ("415_555_0111", True),
+        ("4 1 5 5 5 5 0 1 1 3", True),
+        # An HTML entity for the @.
+        ("bob125&#64;example.com", True),
+    ],
+)
+def test_identities_written_oddly_leave_nothing_of_themselves(value: str, ascii_only: bool) -> None:
+    text = json.dumps({"note": value, "duration": value}, ensure_ascii=ascii_only)
+    (redacted,) = pii.redact_texts([text])
+    assert json.loads(redacted) == {"note": "[redacted]", "duration": "[redacted]"}
+
+
 # The key. Each class of key is tried in this process (`load_key`), and one of each through
 # the CLI, for the exit code and the one line.
 
