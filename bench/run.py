@@ -260,7 +260,7 @@ for view in {views!r}:
 _CHECKS_ALONE = """
 import glob, json, resource, sys
 import duckdb, polars as pl
-from pipeline import pii, warehouse
+from pipeline import pii
 from pipeline.read.gather import MIN_ROWS
 from pipeline.read.records import iter_records
 from schemas import FIELD_NAMES, pandera_schema

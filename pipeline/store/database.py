@@ -1,0 +1,156 @@
+"""`<warehouse>/sessions.duckdb`: DuckDB views over one version's files, for any DuckDB client.
+
+Its views name the version's Parquet files by absolute path (DuckDB reads no Delta log
+without its extension, which cannot be installed everywhere), and two guards make a
+client that opens a copy or an outdated file get an error instead of wrong rows: the views
+read only where the database file is the one they were built for, and only while the
+sessions table has no newer version than theirs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from pipeline import views
+from pipeline.errors import WarehouseError
+from pipeline.store import lock, relations, tables
+from pipeline.store.location import Warehouse
+from pipeline.store.tables import Version
+
+
+def path(wh: Warehouse) -> Path:
+    assert wh.local is not None
+    return wh.local / views.DATABASE
+
+
+def _guarded(source: str, wh: Warehouse, version: Version | None) -> str:
+    """`source`, readable only from this database file, and only while it is current."""
+    database = path(wh)
+    places = sorted({str(database.absolute()), str(database.resolve())})
+    number = version.number if version is not None else -1
+    newer = (
+        (wh.local or Path()).absolute() / tables.SESSIONS / "_delta_log" / f"{number + 1:020d}.json"
+    )
+    return f"""(SELECT * FROM {source} WHERE CASE
+        WHEN NOT EXISTS (SELECT 1 FROM duckdb_databases()
+                         WHERE path IN ({", ".join(views.quote(p) for p in places)}))
+        THEN error({
+        views.quote(
+            f"this sessions.duckdb was built for {places[0]}, not where it is now: "
+            "run `sessions rebuild --warehouse <this folder>`"
+        )
+    })
+        WHEN EXISTS (SELECT 1 FROM glob({views.quote(str(newer))}))
+        THEN error({
+        views.quote(
+            f"the warehouse has a newer version than this sessions.duckdb ({number}): "
+            "run `sessions rebuild --warehouse <this folder>`, or any sessions command"
+        )
+    })
+        ELSE true END)"""
+
+
+def _sources(wh: Warehouse, version: Version | None) -> dict[str, str]:
+    """What the database's `sessions` and `rejects` views read, guarded."""
+    con = duckdb.connect()  # only to name relations; local ones register nothing
+    try:
+        return {
+            "sessions": _guarded(relations.sessions_source(con, version), wh, version),
+            "rejects": _guarded(relations.rejects_source(con, version), wh, version),
+        }
+    finally:
+        con.close()
+
+
+def statements(wh: Warehouse, version: Version | None) -> list[str]:
+    sources = _sources(wh, version)
+    return views.statements(sources["sessions"], sources["rejects"])
+
+
+def build(wh: Warehouse, version: Version | None) -> None:
+    """Build the database for `version`, replacing the one there in one rename."""
+    if wh.local is None:
+        return
+    target = path(wh)
+    building = wh.local / f".{views.DATABASE}.{uuid.uuid4().hex[:8]}"
+    try:
+        con = duckdb.connect()
+        try:
+            con.execute(
+                f"ATTACH {views.sql_path(building)} AS warehouse "
+                f"(STORAGE_VERSION '{views.STORAGE_VERSION}')"
+            )
+            con.execute("USE warehouse")
+            for statement in statements(wh, version):
+                con.execute(statement)
+            con.execute("USE memory")
+            con.execute("DETACH warehouse")
+        finally:
+            con.close()
+        os.replace(building, target)
+        # A write-ahead log left beside the database by a client that opened it for writing
+        # and died belongs to the database just replaced; replayed on the new one it would
+        # do harm.
+        Path(f"{target}.wal").unlink(missing_ok=True)
+    except (OSError, duckdb.Error) as exc:
+        building.unlink(missing_ok=True)
+        raise WarehouseError(f"cannot build {target}: {exc}") from None
+
+
+def current(wh: Warehouse, version: Version | None) -> bool:
+    """Whether the database reads exactly `version`, from where the warehouse is now."""
+    try:
+        con = duckdb.connect(str(path(wh)), read_only=True)
+    except duckdb.Error:
+        return False
+    try:
+        rows = con.sql(
+            "SELECT view_name, sql FROM duckdb_views() WHERE view_name IN ('sessions', 'rejects')"
+        ).fetchall()
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+    # The places each view names: DuckDB keeps a view's SQL without its comments, and the
+    # view files' own literals name no place; so the places are those of the sources.
+    found = {name: _literals(text) for name, text in rows}
+    expected = {name: _literals(text) for name, text in _sources(wh, version).items()}
+    return found == expected
+
+
+def _literals(text: str) -> set[str]:
+    """The string literals that name places: files, folders, the database itself."""
+    return {
+        literal.replace("''", "'")
+        for literal in re.findall(r"'((?:[^']|'')*)'", text)
+        if literal.startswith("/")
+    }
+
+
+def refresh(wh: Warehouse, version: Version | None = None, *, locked: bool = False) -> None:
+    """Rebuild the database if it does not read the latest version (`version`, where the
+    caller has it) where the warehouse is now: moved, copied, or left behind by a run killed
+    after its commit. `locked`: the caller holds the lock; else the rebuild happens only if
+    no ingest holds it (the ingest rebuilds it), and where the database cannot be written (a
+    read-only copy) it is left: its guards refuse to read."""
+    if wh.local is None:
+        return
+    if locked:
+        version = version if version is not None else tables.at(wh)
+        if not current(wh, version):
+            build(wh, version)
+        return
+    if version is not None and current(wh, version):
+        return
+    try:
+        with lock.held(wh):
+            latest = tables.at(wh)
+            if not current(wh, latest):
+                build(wh, latest)
+    except WarehouseError:
+        pass

@@ -1,0 +1,118 @@
+"""One ingest's identity and scratch space, and what killed ingests leave behind."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+from pipeline.store import tables
+from pipeline.store.location import Warehouse
+
+STAGING = ".staging"
+# A run's id, as it starts the names of the files it writes: `part-<run>-<n>.parquet`.
+RUN_ID = r"\d{8}T\d{6}\d{6}Z-[0-9a-f]{8}"
+_OWN_FILE = re.compile(rf"part-({RUN_ID})[-.]")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ingest: its id, when it started, and a local folder for its work (inside a local
+    warehouse, so that its files move into the tables with a rename)."""
+
+    wh: Warehouse
+    run_id: str
+    started: datetime
+    staging: Path
+
+    @property
+    def accepted(self) -> Path:
+        return self.staging / "accepted"
+
+    @property
+    def rejected(self) -> Path:
+        return self.staging / "rejected"
+
+
+def start(wh: Warehouse) -> Run:
+    now = datetime.now(UTC)
+    run_id = now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8]
+    if wh.local is not None:
+        staging = wh.local / STAGING / run_id
+    else:
+        staging = Path(tempfile.mkdtemp(prefix=f"sessions-{run_id}-"))
+    run = Run(wh, run_id, now, staging)
+    run.accepted.mkdir(parents=True)
+    run.rejected.mkdir(parents=True)
+    return run
+
+
+def abandon(run: Run) -> None:
+    """Remove the run's scratch space. Files it placed in the tables without committing are
+    named by no version: the next ingest on a local warehouse removes them, `sessions vacuum`
+    anywhere."""
+    shutil.rmtree(run.staging, ignore_errors=True)
+
+
+def run_of(name: str) -> str | None:
+    """The run that wrote a file of ours, from its name."""
+    found = _OWN_FILE.search(name)
+    return found.group(1) if found else None
+
+
+def started(run_id: str) -> datetime | None:
+    try:
+        return datetime.strptime(run_id.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def clean(wh: Warehouse, committed_runs: set[str]) -> list[str]:
+    """On a local warehouse whose lock is held: remove what runs that never committed left
+    (staging folders, data files), and give the ids of such runs (their rejects rows are to
+    be removed from the rejects table)."""
+    assert wh.local is not None
+    shutil.rmtree(wh.local / STAGING, ignore_errors=True)
+    dead: set[str] = set()
+    for name in (tables.SESSIONS, tables.REJECTS):
+        folder = wh.local / name
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("part-*.parquet"):
+            if "_delta_log" in path.parts:
+                continue
+            found = _OWN_FILE.match(path.name)
+            if found and found.group(1) not in committed_runs:
+                dead.add(found.group(1))
+                if name == tables.SESSIONS:
+                    path.unlink(missing_ok=True)
+    for stray in (
+        (wh.local / "manifests").glob("*.json") if (wh.local / "manifests").is_dir() else []
+    ):
+        if stray.stem not in committed_runs and re.fullmatch(RUN_ID, stray.stem):
+            stray.unlink(missing_ok=True)
+    return sorted(dead)
+
+
+def drop_rejects(wh: Warehouse, table: DeltaTable, committed: set[str], hours: int) -> None:
+    """Take out of the rejects table the rows of runs that never committed their sessions
+    (killed between the two commits). On object storage, where no lock keeps other writers
+    out, only runs that started more than `hours` ago: a younger one may be committing."""
+    cutoff = datetime.now(UTC) - timedelta(hours=hours)
+    dead = []
+    for stored in tables.files_of(table):
+        found = run_of(stored.path)
+        if found is None or found in committed:
+            continue
+        begun = started(found)
+        if wh.local is not None or (begun is not None and begun < cutoff):
+            dead.append(stored)
+    if dead:
+        removes = [tables.remove_action(f) for f in dead]
+        tables.commit(wh, table, tables.REJECTS, [], removes, {}, exclusive=False)
