@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from pipeline import __version__
+from pipeline import __version__, stops
 from pipeline.errors import PipelineError
 from pipeline.memory import ENV as MEMORY_LIMIT_ENV
 from pipeline.memory import MEMORY_LIMIT
@@ -67,6 +67,9 @@ def _stop(number: int, _frame: object) -> None:
     # Remembered as well as raised: DuckDB turns an exception raised inside a running query
     # into its own "Query interrupted" error.
     _received.append(number)
+    if stops.holding():  # the ingest is committing: the stop waits for the commit's end
+        stops.defer(number)
+        return
     raise Stopped(number)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import manifest, memory, pii
+from pipeline import manifest, memory, pii, stops
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
 from pipeline.read import Source, read_export, sniff
@@ -122,7 +122,7 @@ def ingest(
             else:
                 todo.append((source, digest))
         if not todo:
-            database.refresh(wh, target.version, locked=True)
+            database.refresh(wh, target.version)
             return report
         run = runs.start(wh)
         report.run_id = run.run_id
@@ -131,13 +131,14 @@ def ingest(
             previous.pii_mode = options.pii.value
             previous.key_fingerprint = pii.fingerprint(key) if key is not None else None
             previous.ingests.append(report.manifest_entry(datetime.now(UTC)))
-            writer.commit(target, run, merged, rejects, previous)
-            report.committed = True
-            database.refresh(wh, locked=True)
-            runs.abandon(run)
+            with stops.held():
+                writer.commit(target, run, merged, rejects, previous)
+                report.committed = True
+            database.refresh(wh)
+            runs.abandon(run, committed=True)
         except BaseException as exc:
             report.committed = report.committed or writer.committed(wh, run)
-            runs.abandon(run)
+            runs.abandon(run, committed=report.committed)
             if report.committed or isinstance(exc, PipelineError):
                 # The report goes with the error; after the commit (a stop that came as the
                 # ingest finished) it says the ingest is complete.

@@ -13,9 +13,9 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pytest
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
-import pytest
 
 SESSIONS = Path(sys.executable).parent / "sessions"
 

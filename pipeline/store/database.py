@@ -132,23 +132,17 @@ def _literals(text: str) -> set[str]:
     }
 
 
-def refresh(wh: Warehouse, version: Version | None = None, *, locked: bool = False) -> None:
+def refresh(wh: Warehouse, version: Version | None = None) -> None:
     """Rebuild the database if it does not read the latest version (`version`, where the
-    caller has it) where the warehouse is now: moved, copied, or left behind by a run killed
-    after its commit. `locked`: the caller holds the lock; else the rebuild happens only if
-    no ingest holds it (the ingest rebuilds it), and where the database cannot be written (a
-    read-only copy) it is left: its guards refuse to read."""
+    caller has just read it) where the warehouse is now: moved, copied, or left behind by a
+    run killed after its commit. Where it cannot be written (a read-only copy) it is left as
+    it is: its guards refuse to read."""
     if wh.local is None:
-        return
-    if locked:
-        version = version if version is not None else tables.at(wh)
-        if not current(wh, version):
-            build(wh, version)
         return
     if version is not None and current(wh, version):
         return
     try:
-        with lock.held(wh):
+        with lock.held(wh, wait=True, name=lock.DATABASE_LOCK):
             latest = tables.at(wh)
             if not current(wh, latest):
                 build(wh, latest)

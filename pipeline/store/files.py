@@ -15,10 +15,10 @@ from pipeline.store.location import Warehouse
 from schemas import PARTITION_COLUMN
 
 
-def place(wh: Warehouse, table: str, staged: Path) -> list[AddAction]:
+def place(wh: Warehouse, table: str, staged: Path, placed: list[str]) -> list[AddAction]:
     """Move (local) or upload (S3) every Parquet file below `staged` into `table`, at the
     same relative path (`date=YYYY-MM-DD/name` for sessions), and the actions that add them.
-    Until a commit names them, no reader sees them."""
+    Until a commit names them, no reader sees them; each is added to `placed` once there."""
     files = sorted(staged.rglob("*.parquet"))
     actions = []
     fs, root = wh.filesystem()
@@ -27,6 +27,7 @@ def place(wh: Warehouse, table: str, staged: Path) -> list[AddAction]:
         rows = pq.read_metadata(path).num_rows
         size = path.stat().st_size
         target = f"{root}/{table}/{relative}"
+        placed.append(target)
         if wh.local is not None:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)

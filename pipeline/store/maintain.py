@@ -86,7 +86,7 @@ def vacuum(
         latest = tables.at(wh)
         assert latest is not None
         report.version = latest.number
-        database.refresh(wh, latest, locked=True)
+        database.refresh(wh)
     return report
 
 
@@ -110,7 +110,7 @@ def optimize(where: object) -> MaintenanceReport:
         latest = tables.at(wh)
         assert latest is not None
         report.version = latest.number
-        database.refresh(wh, latest, locked=True)
+        database.refresh(wh)
     return report
 
 
@@ -122,7 +122,7 @@ def rebuild(where: object) -> Path:
             f"{wh} is on object storage: it has no sessions.duckdb (commands read it through "
             "Arrow; DuckDB clients can use delta_scan where the extension is available)"
         )
-    with lock.held(wh):
+    with lock.held(wh, wait=True, name=lock.DATABASE_LOCK):
         database.build(wh, tables.at(wh))
     return database.path(wh)
 
@@ -137,7 +137,7 @@ def migrate(where: object) -> str:
     with lock.held(wh):
         converted = convert.convert(wh)
         latest = tables.at(wh)
-        database.build(wh, latest)
+    database.refresh(wh)
     if not converted:
         return f"{wh} is a Delta Lake warehouse already: nothing to convert"
     sessions = len(latest.session_files()) if latest is not None else 0

@@ -32,7 +32,7 @@ def version(
     if marked is None:
         if wh.local is not None and any(wh.local.iterdir()):
             raise WarehouseError(f"{wh} is not a warehouse (it has no {location.MARKER})")
-        raise WarehouseError(f"{wh} holds no warehouse yet: {ingest_first}")
+        raise WarehouseError(f"{wh} is not a warehouse yet: {ingest_first}")
     found = tables.at(wh, as_of)
     if found is None and as_of is not None:
         shown = as_of if isinstance(as_of, int) else as_of.isoformat()

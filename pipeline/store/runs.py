@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +31,9 @@ class Run:
     run_id: str
     started: datetime
     staging: Path
+    # What the run put in the warehouse, in the warehouse's filesystem, that no commit names
+    # yet: removed if the run does not commit.
+    placed: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> Path:
@@ -53,11 +57,18 @@ def start(wh: Warehouse) -> Run:
     return run
 
 
-def abandon(run: Run) -> None:
-    """Remove the run's scratch space. Files it placed in the tables without committing are
-    named by no version: the next ingest on a local warehouse removes them, `sessions vacuum`
-    anywhere."""
+def abandon(run: Run, committed: bool) -> None:
+    """Remove the run's scratch space, and, if it did not commit, what it placed in the
+    warehouse. (After a SIGKILL nothing runs this: the next ingest on a local warehouse
+    removes such files, `sessions vacuum` anywhere.)"""
     shutil.rmtree(run.staging, ignore_errors=True)
+    if committed or not run.placed:
+        return
+    fs, _ = run.wh.filesystem()
+    for placed in run.placed:
+        # Gone already, or unreachable: vacuum removes it later.
+        with contextlib.suppress(OSError):
+            fs.delete_file(placed)
 
 
 def run_of(name: str) -> str | None:
@@ -106,7 +117,7 @@ def drop_rejects(wh: Warehouse, table: DeltaTable, committed: set[str], hours: i
     out, only runs that started more than `hours` ago: a younger one may be committing."""
     cutoff = datetime.now(UTC) - timedelta(hours=hours)
     dead = []
-    for stored in tables.files_of(table):
+    for stored in tables.files_of(table, wh.table(tables.REJECTS)):
         found = run_of(stored.path)
         if found is None or found in committed:
             continue

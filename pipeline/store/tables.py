@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -127,23 +128,22 @@ class Version:
         return self.sessions.version()
 
     def session_files(self) -> list[StoredFile]:
-        return files_of(self.sessions)
+        return files_of(self.sessions, self.wh.table(SESSIONS))
 
     def reject_files(self) -> list[StoredFile]:
-        return files_of(self.rejects) if self.rejects is not None else []
+        return files_of(self.rejects, self.wh.table(REJECTS)) if self.rejects is not None else []
 
 
-def files_of(table: DeltaTable) -> list[StoredFile]:
+def files_of(table: DeltaTable, root: str) -> list[StoredFile]:
+    """The data files of `table` (as loaded), found below `root`, the table's place as the
+    warehouse names it. (deltalake gives its own paths percent-encoded: `a%20b` for `a b`.)"""
     actions = pa.table(table.get_add_actions(flatten=True))
     paths = actions["path"].to_pylist()
     sizes = actions["size_bytes"].to_pylist()
     column = f"partition.{PARTITION_COLUMN}"
     days = actions[column].to_pylist() if column in actions.column_names else [None] * len(paths)
-    root = table.table_uri.rstrip("/")
-    if root.startswith("file://"):
-        root = root[len("file://") :]
     found = [
-        StoredFile(path, f"{root}/{path}", size, day)
+        StoredFile(path, f"{root}/{unquote(path)}", size, day)
         for path, size, day in zip(paths, sizes, days, strict=True)
     ]
     return sorted(found, key=lambda f: f.path)
@@ -196,7 +196,7 @@ def at(wh: Warehouse, as_of: int | datetime | None = None) -> Version | None:
         latest = sessions.version()
         try:
             sessions.load_as_version(as_of)
-        except (DeltaError, OSError, ValueError) as exc:
+        except (DeltaError, OSError, ValueError):
             shown = as_of if isinstance(as_of, int) else as_of.isoformat()
             raise WarehouseError(
                 f"--as-of {shown}: no such version of {wh} (it has versions up to {latest}; "

@@ -58,15 +58,24 @@ def commit(
     """Commit the run: its files placed into the tables, its manifest written, its rejects
     committed, then its sessions: the commit that makes the run count."""
     wh = target.wh
-    adds = files.place(wh, tables.SESSIONS, partitions_folder(run))
-    reject_adds = files.place(wh, tables.REJECTS, rejects) if rejects is not None else []
+    adds = files.place(wh, tables.SESSIONS, partitions_folder(run), run.placed)
+    placed_rejects: list[str] = []
+    if rejects is not None:
+        reject_adds = files.place(wh, tables.REJECTS, rejects, placed_rejects)
+    else:
+        reject_adds = []
     with tables.errors(wh, tables.MANIFESTS):
         relative = manifest.write(body, wh, run.run_id)
+    run.placed.append(f"{wh.filesystem()[1]}/{relative}")
     metadata = {tables.RUN_KEY: run.run_id, tables.MANIFEST_KEY: relative}
     if reject_adds:
+        run.placed.extend(placed_rejects)
         tables.commit(
             wh, target.rejects, tables.REJECTS, reject_adds, [], metadata, exclusive=False
         )
+        # The rejects table names them now: they stay (no reader counts them unless the
+        # sessions commit follows; the next ingest takes them out if it does not).
+        del run.placed[-len(placed_rejects) :]
     tables.commit(
         wh, target.sessions, tables.SESSIONS, adds, merged.removes, metadata, exclusive=True
     )

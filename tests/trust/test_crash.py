@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.warehouse import tidy
+from pipeline.store import database, location
 from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
 from tests.trust.conftest import BIG_SESSIONS, leftovers, state
 
@@ -49,7 +49,9 @@ def test_sigkill_at_twenty_points(
     for i in range(KILLS):
         wh = tmp_path / f"kill{i}"
         shutil.copytree(before_dir, wh, symlinks=True)
-        tidy(wh)  # its views name the files of the folder they were built in
+        database.refresh(
+            location.of(wh)
+        )  # its views name the files of the folder they were built in
         process = start("ingest", big_export, "-w", wh, "-q")
         time.sleep(duration * (0.05 + 1.05 * i / (KILLS - 1)))
         process.send_signal(signal.SIGKILL)
@@ -57,9 +59,13 @@ def test_sigkill_at_twenty_points(
         seen = state(wh)
         assert seen in (before, after), (i, seen)
         outcomes.append(seen == after)
-        # The views still open and agree with the files.
+        # The views file agrees with the table, or (killed between the commit and its
+        # rebuild) refuses to read until a command rebuilds it: never wrong figures.
         con = duckdb.connect(str(wh / "sessions.duckdb"), read_only=True)
-        assert con.sql("select count(*) from sessions").fetchall()[0][0] == seen[0]
+        try:
+            assert con.sql("select count(*) from sessions").fetchall()[0][0] == seen[0]
+        except duckdb.InvalidInputException as exc:
+            assert seen == after and "newer version" in str(exc), exc
         con.close()
         # The next run finishes the work, exactly once.
         result = run_cli("ingest", big_export, "-w", wh, "--json")
