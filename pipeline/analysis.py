@@ -70,6 +70,7 @@ class Analysis:
     """Everything the report shows, for one scope."""
 
     warehouse: str
+    version: int
     scope: Scope
     headline: dict[str, Any]
     agents: pl.DataFrame
@@ -167,6 +168,7 @@ def analyse(
         headline = frame(_HEADLINE).to_dicts()[0]
         return Analysis(
             warehouse=str(warehouse),
+            version=con.sql("SELECT getvariable('warehouse_version')").fetchall()[0][0],
             scope=scope,
             headline=headline,
             agents=frame(f"SELECT * FROM agent_duration_stats_for({_SCOPE})"),

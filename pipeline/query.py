@@ -62,6 +62,8 @@ def connect(
         sources = relations.sessions_source(con, version), relations.rejects_source(con, version)
         for statement in views.statements(*sources):
             con.execute(statement)
+        # Which version the views read: `SELECT getvariable('warehouse_version')`.
+        con.execute(f"SET VARIABLE warehouse_version = {int(version.number)}")
     except duckdb.Error as exc:
         con.close()
         message = " ".join(str(exc).split())

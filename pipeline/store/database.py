@@ -1,10 +1,11 @@
 """`<warehouse>/sessions.duckdb`: DuckDB views over one version's files, for any DuckDB client.
 
 Its views name the version's Parquet files by absolute path (DuckDB reads no Delta log
-without its extension, which cannot be installed everywhere), and two guards make a
-client that opens a copy or an outdated file get an error instead of wrong rows: the views
-read only where the database file is the one they were built for, and only while the
-sessions table has no newer version than theirs.
+without its extension, which cannot be installed everywhere), and a guard makes a client
+that opens a copy get an error instead of the original's rows: the views read only where
+the database file is the one they were built for. A newer version does not make them fail:
+they read their own version whole (its files stay until vacuum) until the rebuild that
+follows every commit, so that a dashboard reading them never sees an error or half an ingest.
 """
 
 from __future__ import annotations
@@ -28,31 +29,18 @@ def path(wh: Warehouse) -> Path:
     return wh.local / views.DATABASE
 
 
-def _guarded(source: str, wh: Warehouse, version: Version | None) -> str:
-    """`source`, readable only from this database file, and only while it is current."""
+def _guarded(source: str, wh: Warehouse) -> str:
+    """`source`, readable only from this database file where it was built."""
     database = path(wh)
     places = sorted({str(database.absolute()), str(database.resolve())})
-    number = version.number if version is not None else -1
-    newer = (
-        (wh.local or Path()).absolute() / tables.SESSIONS / "_delta_log" / f"{number + 1:020d}.json"
+    refusal = views.quote(
+        f"this sessions.duckdb was built for {places[0]}, not where it is now (a moved or "
+        "copied warehouse): run `sessions rebuild --warehouse <this folder>`"
     )
     return f"""(SELECT * FROM {source} WHERE CASE
-        WHEN NOT EXISTS (SELECT 1 FROM duckdb_databases()
-                         WHERE path IN ({", ".join(views.quote(p) for p in places)}))
-        THEN error({
-        views.quote(
-            f"this sessions.duckdb was built for {places[0]}, not where it is now: "
-            "run `sessions rebuild --warehouse <this folder>`"
-        )
-    })
-        WHEN EXISTS (SELECT 1 FROM glob({views.quote(str(newer))}))
-        THEN error({
-        views.quote(
-            f"the warehouse has a newer version than this sessions.duckdb ({number}): "
-            "run `sessions rebuild --warehouse <this folder>`, or any sessions command"
-        )
-    })
-        ELSE true END)"""
+        WHEN EXISTS (SELECT 1 FROM duckdb_databases()
+                     WHERE path IN ({", ".join(views.quote(p) for p in places)}))
+        THEN true ELSE error({refusal}) END)"""
 
 
 def _sources(wh: Warehouse, version: Version | None) -> dict[str, str]:
@@ -60,8 +48,8 @@ def _sources(wh: Warehouse, version: Version | None) -> dict[str, str]:
     con = duckdb.connect()  # only to name relations; local ones register nothing
     try:
         return {
-            "sessions": _guarded(relations.sessions_source(con, version), wh, version),
-            "rejects": _guarded(relations.rejects_source(con, version), wh, version),
+            "sessions": _guarded(relations.sessions_source(con, version), wh),
+            "rejects": _guarded(relations.rejects_source(con, version), wh),
         }
     finally:
         con.close()
