@@ -18,6 +18,7 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 from pipeline import manifest
 from pipeline.errors import WarehouseError
 from pipeline.manifest import Manifest
+from pipeline.store import location
 from pipeline.store.location import Warehouse
 from schemas import PARTITION_COLUMN, arrow_schema
 
@@ -157,12 +158,16 @@ def committed(table: DeltaTable) -> tuple[str | None, str | None]:
     try:
         latest = DeltaTable(table.table_uri)
     except (DeltaError, OSError) as exc:
-        raise WarehouseError(f"cannot read the history of {table.table_uri}: {exc}") from None
+        raise WarehouseError(
+            f"cannot read the history of {table.table_uri}: {_one_line(exc)}"
+        ) from None
     for limit in (16 + latest.version() - version, None):
         try:
             history = latest.history(limit)
         except (DeltaError, OSError) as exc:
-            raise WarehouseError(f"cannot read the history of {table.table_uri}: {exc}") from None
+            raise WarehouseError(
+                f"cannot read the history of {table.table_uri}: {_one_line(exc)}"
+            ) from None
         for entry in sorted(history, key=lambda e: -int(e.get("version", -1))):
             if int(entry.get("version", -1)) > version:
                 continue
@@ -196,7 +201,7 @@ def at(wh: Warehouse, as_of: int | datetime | None = None) -> Version | None:
         latest = sessions.version()
         try:
             sessions.load_as_version(as_of)
-        except (DeltaError, OSError, ValueError) as exc:
+        except (DeltaError, OSError, ValueError):
             shown = as_of if isinstance(as_of, int) else as_of.isoformat()
             raise WarehouseError(
                 f"--as-of {shown}: no such version of {wh} (it has versions up to {latest}; "
@@ -270,4 +275,4 @@ def _error(wh: Warehouse, name: str, exc: BaseException) -> WarehouseError:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    return location.describe(exc)
