@@ -97,12 +97,14 @@ def marker_version(wh: Warehouse) -> int | None:
         with fs.open_input_stream(path) as stream:
             text = stream.read().decode("utf-8", "replace")
     except FileNotFoundError:
-        return _absent(wh)
+        _absent(wh)
+        return None
     except (NotADirectoryError, IsADirectoryError):
         return None
     except OSError as exc:
         if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
-            return _absent(wh)
+            _absent(wh)
+            return None
         raise WarehouseError(f"cannot read the warehouse {wh}: {describe(exc)}") from None
     if not text:  # being written by an ingest that claims the folder this very moment
         return FORMAT_VERSION
@@ -122,10 +124,10 @@ def marker_version(wh: Warehouse) -> int | None:
 
 
 def _absent(wh: Warehouse) -> None:
-    # On S3 a missing bucket, or no credentials (pyarrow then reads unsigned), also looks like
-    # a missing marker: said as such rather than "no warehouse yet".
+    # On S3 a missing bucket, or no credentials (pyarrow then reads, and would write the
+    # marker, unsigned), also looks like a missing marker: said as such, before any write,
+    # rather than "no warehouse yet".
     probe(wh)
-    return None
 
 
 def write_marker(wh: Warehouse, version: int = FORMAT_VERSION, *, exclusive: bool) -> None:
@@ -201,8 +203,7 @@ def claim(wh: Warehouse, old_layout: bool) -> int:
     or empty place is marked as one; a folder of the snapshot layout (`old_layout`, told by
     `migrate`) is version 1; any other folder is refused before anything in it is touched."""
     try:
-        probe(wh)
-        version = marker_version(wh)
+        version = marker_version(wh)  # where there is none, `probe`d first: nothing written
         if version is not None:
             return version
         if old_layout:

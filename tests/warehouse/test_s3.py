@@ -5,10 +5,12 @@ Delta readers, two writers at once, kills mid-ingest, and what a bad place says.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,16 +128,22 @@ def test_every_reading_command_and_delta_readers(
     stats = run_cli("stats", "-w", s3_wh.uri, "--format", "csv")
     assert stats.returncode == 0, stats.stderr
     assert sum(int(r["session_count"]) for r in csv_rows(stats.stdout)) == 32
-    then = run_cli("stats", "-w", s3_wh.uri, "--format", "csv", "--as-of", "1")
-    assert then.returncode == 0, then.stderr
-    assert sum(int(r["session_count"]) for r in csv_rows(then.stdout)) == 30
-
-    (now,) = sql(s3_wh, "SELECT count(*) AS n, sum(duration) AS total FROM sessions")
+    # As of version 1, the first ingest: 30 sessions, session 4 as first delivered.
+    (old,) = sql(
+        s3_wh,
+        "SELECT count(*) AS n, sum(duration) FILTER (session_id = 's4') AS s4 FROM sessions",
+        "--as-of",
+        "1",
+    )
+    assert (int(old["n"]), float(old["s4"])) == (30, FIRST[4]["duration"])
+    (now,) = sql(
+        s3_wh,
+        "SELECT count(*) AS n, sum(duration) AS total, "
+        "(SELECT count(*) FROM rejects) AS rejected, "
+        "(SELECT min(source_file) FROM rejects) AS source FROM sessions",
+    )
     assert (int(now["n"]), float(now["total"])) == (32, sum(expected.values()))
-    (old,) = sql(s3_wh, "SELECT duration FROM sessions WHERE session_id = 's4'", "--as-of", "1")
-    assert float(old["duration"]) == FIRST[4]["duration"]
-    (rejected,) = sql(s3_wh, "SELECT count(*) AS n, min(source_file) AS f FROM rejects")
-    assert rejected["n"] == "1" and rejected["f"].endswith("/first.ndjson")
+    assert now["rejected"] == "1" and now["source"].endswith("/first.ndjson")
 
     out = tmp_path / "report" / "report.html"
     report = run_cli("report", "-w", s3_wh.uri, "--out", out)
@@ -170,10 +178,9 @@ def test_every_reading_command_and_delta_readers(
     assert json.loads(vacuumed.stdout)["files_deleted"] == len(
         [k for k in before if k.endswith(".parquet")]
     ) - len(parquet)
-    (now,) = sql(s3_wh, "SELECT count(*) AS n FROM sessions")
-    assert now["n"] == "32"
 
-    # Any Delta reader: deltalake, polars, DuckDB over deltalake's Arrow dataset.
+    # After the vacuum, any Delta reader: deltalake, polars, DuckDB over deltalake's Arrow
+    # dataset (and the CLI, which reads through the same dataset).
     options = s3_wh.server.storage_options()
     frame = pl.scan_delta(s3_wh.table("sessions"), storage_options=options).collect()
     assert dict(zip(frame["session_id"], frame["duration"], strict=True)) == expected
@@ -182,6 +189,10 @@ def test_every_reading_command_and_delta_readers(
     con.register("delta_sessions", dataset)
     found = con.sql("SELECT session_id, duration FROM delta_sessions").fetchall()
     assert dict(found) == expected
+    assert (
+        sum(int(r["session_count"]) for r in csv_rows(run_cli("stats", "-w", s3_wh.uri).stdout))
+        == 32
+    )
 
 
 # --- two writers ----------------------------------------------------------------------------
@@ -248,6 +259,26 @@ def test_two_writers_at_once_one_wins_and_the_other_loses_nothing(
             break
     assert overlapped, "the two writers never overlapped in six rounds"
 
+    # A loser's first attempt left files that no version names (its uploads, and its rejects
+    # rows, committed before it lost): a vacuum takes them away, and nothing else.
+    before = {name: unnamed(s3_wh, name) for name in ("sessions", "rejects")}
+    assert before["sessions"], "the loser uploaded nothing before it lost"
+    loser_rows = len(table(s3_wh, "rejects").to_pyarrow_table())
+    assert loser_rows > int(rejected)
+    vacuumed = run_cli("vacuum", "-w", s3_wh.uri, "--retain", "0", "--force")
+    assert vacuumed.returncode == 0, vacuumed.stderr
+    assert {name: unnamed(s3_wh, name) for name in before} == {"sessions": [], "rejects": []}
+    assert len(table(s3_wh, "rejects").to_pyarrow_table()) == int(rejected)
+    assert session_ids(s3_wh) == expected
+
+
+def unnamed(wh: S3Warehouse, name: str) -> list[str]:
+    """The Parquet objects of a table that its current version does not name."""
+    named = pa.table(table(wh, name).get_add_actions(flatten=True))["path"].to_pylist()
+    prefix = f"{wh.bucket}/wh/{name}/"
+    stored = [k[len(prefix) :] for k in wh.server.keys(prefix) if k.endswith(".parquet")]
+    return sorted(set(stored) - set(named))
+
 
 # --- kills ----------------------------------------------------------------------------------
 
@@ -305,6 +336,7 @@ def test_sigkill_mid_ingest_leaves_before_or_after(
         time.sleep(duration * (0.1 + 1.0 * i / (KILLS - 1)))
         process.send_signal(signal.SIGKILL)
         process.communicate()
+        killed = f"{tempfile.gettempdir()}/sessions-*-pid{process.pid}-*"
         seen = state(place)
         assert seen in (before, after), (i, seen)
         outcomes.append(seen == after)
@@ -313,6 +345,7 @@ def test_sigkill_mid_ingest_leaves_before_or_after(
         # The next run finishes the work, exactly once.
         ingest(place, kill_export)
         assert state(place) == after
+        assert glob.glob(killed) == []  # its temporary folder: removed by the next run
     # The kills landed both before and after the commit.
     assert not all(outcomes) and any(outcomes), outcomes
 
