@@ -209,6 +209,11 @@ def claim(wh: Warehouse, old_layout: bool) -> int:
         if old_layout:
             return SNAPSHOT_LAYOUT
         if not (is_empty(wh) or _only_lock(wh)):
+            # On S3 (no lock) another ingest may have claimed the place and begun to fill it
+            # since the marker was read: it writes the marker first, so it is there now.
+            version = marker_version(wh)
+            if version is not None:
+                return version
             raise WarehouseError(
                 f"{wh} is not empty and is not a warehouse (it has no {MARKER}): "
                 "give --warehouse a new or empty folder; nothing in it was touched"

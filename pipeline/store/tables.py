@@ -90,7 +90,11 @@ def ensure(wh: Warehouse) -> tuple[DeltaTable, DeltaTable]:
                     configuration=PROPERTIES,
                 )
             except (DeltaError, OSError) as exc:
-                raise _error(wh, name, exc) from None
+                # Two first ingests on S3 (no lock) both create it: one commit makes version
+                # 0, and the other uses that table.
+                table = load(wh, name)
+                if table is None:
+                    raise _error(wh, name, exc) from None
         found.append(table)
     return found[0], found[1]
 
