@@ -286,7 +286,7 @@ def unnamed(wh: S3Warehouse, name: str) -> list[str]:
 
 # --- kills ----------------------------------------------------------------------------------
 
-KILL_SESSIONS = 15_000
+KILL_SESSIONS = 10_000
 KILLS = 4
 
 
@@ -326,26 +326,24 @@ def test_sigkill_mid_ingest_leaves_before_or_after(
     for place in places:
         copy_prefix(s3_wh.server, f"{s3_wh.bucket}/wh", place.uri[len("s3://") :])
 
-    # How long a whole ingest takes here, to spread the kills over it and a little past it.
+    # How long a whole ingest takes here, to spread the kills over it and past it.
     timing = places.pop()
     started = time.monotonic()
     ingest(timing, kill_export)
     duration = time.monotonic() - started
-    print(f"an ingest of {KILL_SESSIONS} sessions: {duration:.1f} s")
     assert state(timing) == after
 
     outcomes = []
     for i, place in enumerate(places):
         process = start("ingest", kill_export, "-w", place.uri, "-q")
-        time.sleep(duration * (0.1 + 1.0 * i / (KILLS - 1)))
+        # From early in the run to well past its commit (a loaded machine runs it slower).
+        time.sleep(duration * (0.1 + 1.4 * i / (KILLS - 1)))
         process.send_signal(signal.SIGKILL)
         process.communicate()
         killed = f"{tempfile.gettempdir()}/sessions-*-pid{process.pid}-*"
         seen = state(place)
         assert seen in (before, after), (i, seen)
         outcomes.append(seen == after)
-        (counted,) = sql(place, "SELECT count(*) AS n FROM sessions")
-        assert int(counted["n"]) == seen[0]
         # The next run finishes the work, exactly once.
         ingest(place, kill_export)
         assert state(place) == after
