@@ -48,8 +48,9 @@ AFTER_LATER = {r["session_id"]: r["duration"] for r in FIRST} | {
 }
 
 
-def table(wh: S3Warehouse, name: str = "sessions", version: int | None = None) -> DeltaTable:
-    return DeltaTable(wh.table(name), version=version, storage_options=wh.server.storage_options())
+def table(wh: S3Warehouse, name: str = "sessions") -> DeltaTable:
+    """A table of the warehouse as deltalake reads it."""
+    return DeltaTable(wh.table(name), storage_options=wh.server.storage_options())
 
 
 def durations(wh: S3Warehouse) -> dict[str, float]:
