@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class Warehouse:
         try:
             fs, path = pafs.FileSystem.from_uri(self.uri)
         except Exception as exc:  # pyarrow reports a bad URI or setting with its own types
-            raise WarehouseError(f"cannot reach {self.uri}: {_one_line(exc)}") from None
+            raise WarehouseError(f"cannot reach {self.uri}: {describe(exc)}") from None
         return fs, str(path)
 
 
@@ -61,6 +62,14 @@ def of(where: Path | str | Warehouse) -> Warehouse:
     if text.startswith("s3://") or text.startswith("s3a://"):
         uri = "s3://" + text.split("://", 1)[1].strip("/")
         bucket = uri[len("s3://") :].split("/", 1)[0]
+        if "@" in bucket:
+            # `s3://KEY:SECRET@bucket/...` (which pyarrow would take) would be printed by every
+            # message that names the warehouse: refused, and not echoed.
+            shown = "s3://" + uri[len("s3://") :].split("@", 1)[1]
+            raise WarehouseError(
+                f"{shown}: give credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE), not in the warehouse URI"
+            )
         if not bucket:
             raise WarehouseError(f"{text}: name a bucket, as in s3://bucket/prefix")
         return Warehouse(text, uri, None)
@@ -88,13 +97,15 @@ def marker_version(wh: Warehouse) -> int | None:
         with fs.open_input_stream(path) as stream:
             text = stream.read().decode("utf-8", "replace")
     except FileNotFoundError:
+        _absent(wh)
         return None
     except (NotADirectoryError, IsADirectoryError):
         return None
     except OSError as exc:
         if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+            _absent(wh)
             return None
-        raise WarehouseError(f"cannot read the warehouse {wh}: {_one_line(exc)}") from None
+        raise WarehouseError(f"cannot read the warehouse {wh}: {describe(exc)}") from None
     if not text:  # being written by an ingest that claims the folder this very moment
         return FORMAT_VERSION
     try:
@@ -110,6 +121,13 @@ def marker_version(wh: Warehouse) -> int | None:
             f"of sessions reads ({FORMAT_VERSION}): upgrade sessions"
         )
     return version
+
+
+def _absent(wh: Warehouse) -> None:
+    # On S3 a missing bucket, or no credentials (pyarrow then reads, and would write the
+    # marker, unsigned), also looks like a missing marker: said as such, before any write,
+    # rather than "no warehouse yet".
+    probe(wh)
 
 
 def write_marker(wh: Warehouse, version: int = FORMAT_VERSION, *, exclusive: bool) -> None:
@@ -140,12 +158,44 @@ def is_empty(wh: Warehouse) -> bool:
     try:
         found = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=False))
     except OSError as exc:
-        raise WarehouseError(f"cannot reach {wh}: {_one_line(exc)}") from None
+        raise WarehouseError(f"cannot reach {wh}: {describe(exc)}") from None
     return not found
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+# deltalake's object-store errors colour their causes for a terminal, and quote S3's XML.
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+_S3_ERROR = re.compile(r"<Error>.*?<Code>(.*?)</Code>\s*<Message>(.*?)</Message>.*?</Error>", re.S)
+_XML_DECLARATION = re.compile(r"<\?xml[^>]*\?>")
+# How a missing credential shows: the SDKs fall back to the instance metadata service.
+_NO_CREDENTIALS = ("169.254.169.254", "no credentials", "credentials not found")
+
+
+def describe(exc: BaseException) -> str:
+    """An error as one line: no terminal colours, S3's XML error as `Code: Message`, and a
+    missing credential said as such."""
+    text = _XML_DECLARATION.sub("", _COLOUR.sub("", str(exc)))
+    text = _S3_ERROR.sub(lambda m: f"{m.group(1)}: {m.group(2)}", text)
+    text = " ".join(text.replace("↳", " ").split())
+    if any(sign in text.lower() for sign in _NO_CREDENTIALS):
+        return (
+            "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            f"or AWS_PROFILE): {text}"
+        )
+    return text
+
+
+def probe(wh: Warehouse) -> None:
+    """Check that deltalake reaches an S3 warehouse, credentials and all, before anything
+    is written there: pyarrow, which writes the marker, would go on unsigned where it finds
+    no credentials (and a permissive server would take the write)."""
+    if wh.local is not None:
+        return
+    from deltalake import DeltaTable  # not needed by local warehouses' reading commands
+
+    try:
+        DeltaTable.is_deltatable(wh.table("sessions"))
+    except Exception as exc:  # deltalake reports a store's failure as OSError or DeltaError
+        raise WarehouseError(f"cannot reach {wh}: {describe(exc)}") from None
 
 
 def claim(wh: Warehouse, old_layout: bool) -> int:
@@ -153,12 +203,17 @@ def claim(wh: Warehouse, old_layout: bool) -> int:
     or empty place is marked as one; a folder of the snapshot layout (`old_layout`, told by
     `migrate`) is version 1; any other folder is refused before anything in it is touched."""
     try:
-        version = marker_version(wh)
+        version = marker_version(wh)  # where there is none, `probe`d first: nothing written
         if version is not None:
             return version
         if old_layout:
             return SNAPSHOT_LAYOUT
         if not (is_empty(wh) or _only_lock(wh)):
+            # On S3 (no lock) another ingest may have claimed the place and begun to fill it
+            # since the marker was read: it writes the marker first, so it is there now.
+            version = marker_version(wh)
+            if version is not None:
+                return version
             raise WarehouseError(
                 f"{wh} is not empty and is not a warehouse (it has no {MARKER}): "
                 "give --warehouse a new or empty folder; nothing in it was touched"
@@ -174,7 +229,7 @@ def claim(wh: Warehouse, old_layout: bool) -> int:
         raise WarehouseError(f"{wh} is a file, not a warehouse folder") from None
     except OSError as exc:
         raise WarehouseError(
-            f"cannot open the warehouse {wh}: {exc.strerror or _one_line(exc)}"
+            f"cannot open the warehouse {wh}: {exc.strerror or describe(exc)}"
         ) from None
 
 

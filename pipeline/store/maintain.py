@@ -81,6 +81,10 @@ def vacuum(
                     retention_hours=retain_hours,
                     dry_run=False,
                     enforce_retention_duration=False,
+                    # Full: also the files no log entry names (a killed or losing writer's
+                    # uploads; on S3 no lock lets an ingest clean them itself). Only those
+                    # older than the retention go, so a running ingest's uploads stay.
+                    full=True,
                     commit_properties=_carry(version),
                 )
         latest = tables.at(wh)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -20,6 +21,9 @@ STAGING = ".staging"
 # A run's id, as it starts the names of the files it writes: `part-<run>-<n>.parquet`.
 RUN_ID = r"\d{8}T\d{6}\d{6}Z-[0-9a-f]{8}"
 _OWN_FILE = re.compile(rf"part-({RUN_ID})[-.]")
+# An S3 warehouse's run works in a temporary folder named with its process, so that a later
+# run can tell the folders of killed runs (whose process is gone) from running ones.
+_TEMPORARY = re.compile(rf"sessions-{RUN_ID}-pid(\d+)-")
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ def start(wh: Warehouse) -> Run:
     if wh.local is not None:
         staging = wh.local / STAGING / run_id
     else:
-        staging = Path(tempfile.mkdtemp(prefix=f"sessions-{run_id}-"))
+        _clean_temporary()
+        staging = Path(tempfile.mkdtemp(prefix=f"sessions-{run_id}-pid{os.getpid()}-"))
     run = Run(wh, run_id, now, staging)
     run.accepted.mkdir(parents=True)
     run.rejected.mkdir(parents=True)
@@ -69,6 +74,32 @@ def abandon(run: Run, committed: bool) -> None:
         # Gone already, or unreachable: vacuum removes it later.
         with contextlib.suppress(OSError):
             fs.delete_file(placed)
+
+
+def _clean_temporary() -> None:
+    """Remove the temporary folders of S3 runs that were killed (no lock, and no warehouse
+    folder to clean, would find them otherwise)."""
+    for folder in Path(tempfile.gettempdir()).glob("sessions-*-pid*-*"):
+        found = _TEMPORARY.match(folder.name)
+        if found and not _alive(int(found.group(1))) and _own(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _own(folder: Path) -> bool:
+    try:
+        return folder.stat().st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def run_of(name: str) -> str | None:

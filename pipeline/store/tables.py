@@ -19,6 +19,7 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 from pipeline import manifest
 from pipeline.errors import WarehouseError
 from pipeline.manifest import Manifest
+from pipeline.store import location
 from pipeline.store.location import Warehouse
 from schemas import PARTITION_COLUMN, arrow_schema
 
@@ -90,7 +91,11 @@ def ensure(wh: Warehouse) -> tuple[DeltaTable, DeltaTable]:
                     configuration=PROPERTIES,
                 )
             except (DeltaError, OSError) as exc:
-                raise _error(wh, name, exc) from None
+                # Two first ingests on S3 (no lock) both create it: one commit makes version
+                # 0, and the other uses that table.
+                table = load(wh, name)
+                if table is None:
+                    raise _error(wh, name, exc) from None
         found.append(table)
     return found[0], found[1]
 
@@ -157,12 +162,16 @@ def committed(table: DeltaTable) -> tuple[str | None, str | None]:
     try:
         latest = DeltaTable(table.table_uri)
     except (DeltaError, OSError) as exc:
-        raise WarehouseError(f"cannot read the history of {table.table_uri}: {exc}") from None
+        raise WarehouseError(
+            f"cannot read the history of {table.table_uri}: {_one_line(exc)}"
+        ) from None
     for limit in (16 + latest.version() - version, None):
         try:
             history = latest.history(limit)
         except (DeltaError, OSError) as exc:
-            raise WarehouseError(f"cannot read the history of {table.table_uri}: {exc}") from None
+            raise WarehouseError(
+                f"cannot read the history of {table.table_uri}: {_one_line(exc)}"
+            ) from None
         for entry in sorted(history, key=lambda e: -int(e.get("version", -1))):
             if int(entry.get("version", -1)) > version:
                 continue
@@ -270,4 +279,4 @@ def _error(wh: Warehouse, name: str, exc: BaseException) -> WarehouseError:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    return location.describe(exc)
