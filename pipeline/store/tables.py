@@ -16,7 +16,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
 from pipeline import manifest
-from pipeline.errors import WarehouseError
+from pipeline.errors import InputError, WarehouseError
 from pipeline.manifest import Manifest
 from pipeline.store.location import Warehouse
 from schemas import PARTITION_COLUMN, arrow_schema
@@ -180,9 +180,11 @@ def parse_as_of(text: str) -> int | datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise WarehouseError(
-            f"--as-of {text!r} is neither a version number nor an ISO 8601 time "
-            "(e.g. 12, 2026-11-23 or 2026-11-23T09:00:00+01:00)"
+        # The option's text is wrong, whatever the warehouse holds: a usage error (exit 2).
+        raise InputError(
+            f"--as-of {text!r}",
+            "is neither a version number nor an ISO 8601 time",
+            "e.g. 12, 2026-11-23 or 2026-11-23T09:00:00+01:00",
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
