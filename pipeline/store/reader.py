@@ -101,7 +101,7 @@ def _missing(wh: Warehouse, stored: list[StoredFile]) -> list[str]:
         return []
     if wh.local is not None:
         return [f.path for f in stored if not Path(f.location).exists()]
-    fs, root = wh.filesystem()
+    fs, _ = wh.filesystem()
     try:
         infos = fs.get_file_info([_in_fs(f.location) for f in stored])
     except OSError as exc:
