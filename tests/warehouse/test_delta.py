@@ -264,6 +264,8 @@ def place_strays(wh: Path) -> list[Path]:
     stray = [
         wh / "sessions" / "date=2026-10-02" / f"part-{STRAY_RUN}-x.parquet",
         wh / "sessions" / "date=2031-01-01" / f"part-{STRAY_RUN}-0.parquet",
+        # Its rejects file, placed before the rejects commit that never came.
+        wh / "rejects" / f"part-{STRAY_RUN}.parquet",
         wh / "manifests" / f"{STRAY_RUN}.json",
         wh / ".staging" / STRAY_RUN / "accepted" / "000000-000000.parquet",
     ]
