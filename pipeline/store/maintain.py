@@ -104,6 +104,15 @@ def optimize(where: object) -> MaintenanceReport:
     report = MaintenanceReport(str(wh))
     with lock.held(wh):
         wh, version = reader.version(wh)
+        # First what killed runs left, as an ingest does: compaction merges rejects files,
+        # and the rows of a run that never committed, once in a file of no run's name, could
+        # no longer be told apart by `drop_rejects` (which goes by the file names). On object
+        # storage, where an ingest may be between its two commits, only week-old runs.
+        committed = set(version.runs)
+        if wh.local is not None:
+            runs.clean(wh, committed)
+        if version.rejects is not None:
+            runs.drop_rejects(wh, version.rejects, committed, RETAIN_HOURS)
         for name in (tables.SESSIONS, tables.REJECTS):
             table = tables.load(wh, name)
             if table is None:

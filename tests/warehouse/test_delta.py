@@ -19,12 +19,15 @@ from typing import Any
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
 from pipeline.generate import as_text, sessions
+from pipeline.store import location, tables
 from schemas import STORED_FIELDS
 from tests.conftest import SESSIONS, ndjson, run_cli, session
+from tests.conftest import rejects as delta_rejects
 
 Write = Callable[[str, bytes], Path]
 
@@ -360,3 +363,40 @@ def test_a_copied_or_moved_warehouse_answers_from_its_own_files(
     # And the copy takes ingests of its own.
     ingest(other, write("d.ndjson", ndjson([session(n) for n in range(50, 55)])))
     assert len(cli_digests(other)) == 35 and len(database_digests(other)) == 35
+
+
+def commit_rejects_of_a_dead_run(wh: Path) -> None:
+    """What a run killed between its two commits leaves: its rejects committed to the rejects
+    table, its sessions never; the manifest does not list it."""
+    dead = wh / "rejects" / f"part-{STRAY_RUN}.parquet"
+    con = duckdb.connect()
+    source = f"read_parquet('{wh}/rejects/*.parquet')"
+    con.execute(
+        f"COPY (SELECT * REPLACE ('{STRAY_RUN}' AS run_id) FROM {source}) "
+        f"TO '{dead}' (FORMAT parquet)"
+    )
+    con.close()
+    where = location.of(wh)
+    table = tables.load(where, tables.REJECTS)
+    assert table is not None
+    size, rows = dead.stat().st_size, pq.read_metadata(dead).num_rows
+    add = tables.add_action(dead.name, size, rows, None, int(time.time() * 1000))
+    tables.commit(where, table, tables.REJECTS, [add], [], {}, exclusive=False)
+
+
+def test_optimize_does_not_keep_the_rejects_of_a_run_that_never_committed(
+    write: Write, wh: Path
+) -> None:
+    rows = [session(n) for n in range(10)] + [session(99, duration=-1)]
+    ingest(wh, write("a.ndjson", ndjson(rows)))
+    ingest(wh, write("b.ndjson", ndjson([session(98, duration=-2)])))
+    shown = ok("sql", "SELECT * FROM rejects ORDER BY ALL", "-w", wh, "--format", "csv")
+    commit_rejects_of_a_dead_run(wh)
+    assert STRAY_RUN in {r["run_id"] for r in delta_rejects(wh)}
+    ok("optimize", "-w", wh)
+    ok("vacuum", "-w", wh, "--retain", "0", "--force")
+    ingest(wh, write("c.ndjson", ndjson([session(97)])))
+    # The rejects table, as any Delta reader sees it, holds the committed runs' rows only.
+    assert STRAY_RUN not in {r["run_id"] for r in delta_rejects(wh)}
+    assert len(delta_rejects(wh)) == 2
+    assert ok("sql", "SELECT * FROM rejects ORDER BY ALL", "-w", wh, "--format", "csv") == shown
