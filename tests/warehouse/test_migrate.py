@@ -314,3 +314,19 @@ def test_a_migration_killed_by_sigkill_is_finished_by_the_next_run(
         result = run_cli("migrate", "-w", wh)
         assert result.returncode == 0, result.stderr
         assert_kept(wh, before)
+
+
+def test_a_conversion_that_cannot_write_says_so_and_loses_nothing(
+    tmp_path: Path, before: dict[str, Any]
+) -> None:
+    wh = extract(tmp_path)
+    (wh / ".migrating").write_text("in the way")  # where the conversion builds its tables
+    for args in (["migrate"], ["ingest", tmp_path / "ex" / "06_redelivered_durations.ndjson"]):
+        result = run_cli(*args, "-w", wh)
+        assert result.returncode == 3, (result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot convert" in lines[0], result.stderr
+        assert old_sessions(wh) == before["sessions"]
+    (wh / ".migrating").unlink()
+    assert run_cli("migrate", "-w", wh).returncode == 0
+    assert_kept(wh, before)
