@@ -198,7 +198,7 @@ def at(wh: Warehouse, as_of: int | datetime | None = None) -> Version | None:
         latest = sessions.version()
         try:
             sessions.load_as_version(as_of)
-        except (DeltaError, OSError, ValueError) as exc:
+        except (DeltaError, OSError, ValueError):
             shown = as_of if isinstance(as_of, int) else as_of.isoformat()
             raise WarehouseError(
                 f"--as-of {shown}: no such version of {wh} (it has versions up to {latest}; "
