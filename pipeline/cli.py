@@ -41,7 +41,9 @@ as_of_option = click.option(
     metavar="VERSION|TIME",
     default=None,
     help="Read the warehouse as it was: a table version (see `sessions history`), or an ISO "
-    "8601 time, UTC unless it has an offset (e.g. 2026-11-23 or 2026-11-23T09:00+01:00).",
+    "8601 time, UTC unless it has an offset (e.g. 2026-11-23 or 2026-11-23T09:00+01:00): the "
+    "newest version committed by then. Exit 2 if it is neither; 3 if the warehouse has no such "
+    "version (none yet then, or newer than its latest, or its files deleted by vacuum).",
 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake.transaction import CommitProperties
 
-from pipeline.errors import WarehouseError
+from pipeline.errors import PipelineError, WarehouseError
 from pipeline.output import Column
 from pipeline.query import Rows
 from pipeline.store import database, location, lock, reader, runs, tables
@@ -23,6 +23,13 @@ from pipeline.store.tables import Version
 RETAIN_HOURS = 168
 # Optimize aims at files of this size (Delta's usual target).
 TARGET_FILE_BYTES = 128 * 1024 * 1024
+
+
+class RetentionError(PipelineError):
+    """A --retain that would take files older versions still read, without --force: a usage
+    error (exit 2), refused before the warehouse is opened."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -56,9 +63,9 @@ def vacuum(
     committed left behind. Under Delta's retention (7 days) only with `force`: a reader of an
     older version, or a query with --as-of, would then find its files gone."""
     if retain_hours < 0:
-        raise WarehouseError("--retain takes a number of hours, 0 or more")
+        raise RetentionError("--retain takes a number of hours, 0 or more")
     if retain_hours < RETAIN_HOURS and not force:
-        raise WarehouseError(
+        raise RetentionError(
             f"--retain {retain_hours} is under the table's retention ({RETAIN_HOURS} hours): "
             "readers of older versions and --as-of queries would lose their files; add --force "
             "if no one reads older versions"
@@ -101,6 +108,15 @@ def optimize(where: object) -> MaintenanceReport:
     report = MaintenanceReport(str(wh))
     with lock.held(wh):
         wh, version = reader.version(wh)
+        # First what killed runs left, as an ingest does: compaction merges rejects files,
+        # and the rows of a run that never committed, once in a file of no run's name, could
+        # no longer be told apart by `drop_rejects` (which goes by the file names). On object
+        # storage, where an ingest may be between its two commits, only week-old runs.
+        committed = set(version.runs)
+        if wh.local is not None:
+            runs.clean(wh, committed)
+        if version.rejects is not None:
+            runs.drop_rejects(wh, version.rejects, committed, RETAIN_HOURS)
         for name in (tables.SESSIONS, tables.REJECTS):
             table = tables.load(wh, name)
             if table is None:
@@ -152,6 +168,10 @@ def migrate(where: object) -> str:
     )
 
 
+# The operations of the commits a run makes: an ingest's write, a migration's create.
+_RUN_MADE = ("WRITE", "CREATE TABLE")
+
+
 def history(where: object) -> Rows:
     """The sessions table's versions, newest first, as rows for the output formats."""
     wh, version = reader.version(where)  # type: ignore[arg-type]
@@ -163,7 +183,9 @@ def history(where: object) -> Rows:
         moment = datetime.fromtimestamp(int(entry.get("timestamp", 0)) / 1000, UTC)
         rows["time"].append(moment.isoformat(timespec="milliseconds"))
         rows["operation"].append(str(entry.get("operation")))
-        run = entry.get(tables.RUN_KEY)
+        # Vacuum and optimize commits carry the manifest (and its run) on, but no ingest made
+        # them: the run is shown where it wrote the version, an ingest or the migration.
+        run = entry.get(tables.RUN_KEY) if entry.get("operation") in _RUN_MADE else None
         rows["run_id"].append(str(run) if run is not None else None)
     table = pa.table({name: pa.array(values, pa.string()) for name, values in rows.items()})
     kinds = {"version": "number"}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
 from pipeline import views
@@ -90,7 +91,22 @@ def convert(wh: Warehouse) -> bool:
     if not is_snapshot_layout(wh):
         return False
     refuse_followed_copy(root)
-    staging = root / MIGRATING
+    try:
+        _convert(wh, root / MIGRATING)
+    except (OSError, DeltaError, duckdb.Error) as exc:
+        # A full disk, a folder not ours to write, a file system without hard links: the
+        # snapshot is untouched until the swap, and the swap can run again.
+        detail = " ".join(str(exc).split())
+        raise WarehouseError(
+            f"cannot convert {wh} to Delta Lake tables: {detail}; nothing was lost: run "
+            "`sessions migrate` again once that is fixed"
+        ) from None
+    return True
+
+
+def _convert(wh: Warehouse, staging: Path) -> None:
+    assert wh.local is not None
+    root = wh.local
     if not (staging / _READY).exists():
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
@@ -100,7 +116,6 @@ def convert(wh: Warehouse) -> bool:
         _build(root, staging)
         (staging / _READY).touch()
     _swap(wh, staging)
-    return True
 
 
 def _snapshot(root: Path) -> Path | None:

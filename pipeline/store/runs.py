@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -11,8 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
 from pipeline.store import tables
 from pipeline.store.location import Warehouse
@@ -122,6 +125,7 @@ def clean(wh: Warehouse, committed_runs: set[str]) -> list[str]:
     assert wh.local is not None
     shutil.rmtree(wh.local / STAGING, ignore_errors=True)
     dead: set[str] = set()
+    named: set[str] | None = None
     for name in (tables.SESSIONS, tables.REJECTS):
         folder = wh.local / name
         if not folder.is_dir():
@@ -132,7 +136,12 @@ def clean(wh: Warehouse, committed_runs: set[str]) -> list[str]:
             found = _OWN_FILE.match(path.name)
             if found and found.group(1) not in committed_runs:
                 dead.add(found.group(1))
-                if name == tables.SESSIONS:
+                # A rejects file that a commit named stays for the versions that read it
+                # (`drop_rejects` takes it out, vacuum deletes it); one no commit ever named
+                # was placed by a run killed before its rejects commit: nothing reads it.
+                if name == tables.SESSIONS or path.relative_to(folder).as_posix() not in (
+                    named := named if named is not None else _ever_named(folder)
+                ):
                     path.unlink(missing_ok=True)
     for stray in (
         (wh.local / "manifests").glob("*.json") if (wh.local / "manifests").is_dir() else []
@@ -140,6 +149,21 @@ def clean(wh: Warehouse, committed_runs: set[str]) -> list[str]:
         if stray.stem not in committed_runs and re.fullmatch(RUN_ID, stray.stem):
             stray.unlink(missing_ok=True)
     return sorted(dead)
+
+
+def _ever_named(folder: Path) -> set[str]:
+    """The data files any commit of the local table at `folder` added that its log still
+    holds, and those of its latest version (which a checkpoint may hold instead)."""
+    named: set[str] = set()
+    for entry in sorted((folder / "_delta_log").glob("*.json")):
+        for line in entry.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "add" in action:
+                named.add(unquote(action["add"]["path"]))
+    with contextlib.suppress(DeltaError, OSError):  # no table yet: nothing named
+        found = tables.files_of(DeltaTable(str(folder)), str(folder))
+        named.update(unquote(f.path) for f in found)
+    return named
 
 
 def drop_rejects(wh: Warehouse, table: DeltaTable, committed: set[str], hours: int) -> None:

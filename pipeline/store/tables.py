@@ -189,6 +189,7 @@ def parse_as_of(text: str) -> int | datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
+        # The option's text is wrong, whatever the warehouse holds: a usage error (exit 2).
         raise InputError(
             f"--as-of {text!r}",
             "is neither a version number nor an ISO 8601 time",
