@@ -92,6 +92,16 @@ def delta(warehouse: Path | str, table: str) -> pa.Table | None:
         return None
 
 
+def manifest(warehouse: Path) -> dict[str, Any]:
+    """The manifest as of the warehouse's latest version: the file its commit names."""
+    from pipeline.store import location, tables
+
+    version = tables.at(location.of(warehouse))
+    assert version is not None and version.manifest_path is not None
+    body: dict[str, Any] = json.loads((warehouse / version.manifest_path).read_text())
+    return body
+
+
 def stored(warehouse: Path, where: str = "true") -> list[dict[str, Any]]:
     """The sessions in the warehouse, read through Delta (deltalake), queried with DuckDB."""
     table = delta(warehouse, "sessions")

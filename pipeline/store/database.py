@@ -65,6 +65,7 @@ def build(wh: Warehouse, version: Version | None) -> None:
     if wh.local is None:
         return
     target = path(wh)
+    _remove_leftovers(wh)
     building = wh.local / f".{views.DATABASE}.{uuid.uuid4().hex[:8]}"
     try:
         con = duckdb.connect()
@@ -88,6 +89,21 @@ def build(wh: Warehouse, version: Version | None) -> None:
     except (OSError, duckdb.Error) as exc:
         building.unlink(missing_ok=True)
         raise WarehouseError(f"cannot build {target}: {exc}") from None
+
+
+def _remove_leftovers(wh: Warehouse) -> None:
+    """What a rebuild killed midway left. The caller holds the database lock: no rebuild runs."""
+    assert wh.local is not None
+    for leftover in wh.local.glob(f".{views.DATABASE}.*"):
+        leftover.unlink(missing_ok=True)
+
+
+def clean(wh: Warehouse) -> None:
+    """Remove what killed rebuilds left (an ingest does it, as it cleans up after killed runs)."""
+    if wh.local is None:
+        return
+    with lock.held(wh, wait=True, name=lock.DATABASE_LOCK):
+        _remove_leftovers(wh)
 
 
 def current(wh: Warehouse, version: Version | None) -> bool:

@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 from pipeline import manifest
 from pipeline.errors import WarehouseError
 from pipeline.manifest import Manifest
-from pipeline.store import files, location, lock, migrate, runs, tables
+from pipeline.store import database, files, location, lock, migrate, runs, tables
 from pipeline.store.location import Warehouse
 from pipeline.store.merge import MergeResult, partitions_folder
 from pipeline.store.runs import Run
@@ -25,8 +25,10 @@ class Target:
     """What an ingest writes to: the tables as of the version it reads."""
 
     wh: Warehouse
-    sessions: DeltaTable
-    rejects: DeltaTable
+    # None until the first commit creates them: a refused or failed first ingest leaves no
+    # table behind.
+    sessions: DeltaTable | None
+    rejects: DeltaTable | None
     version: Version | None
 
 
@@ -34,7 +36,7 @@ class Target:
 def writing(wh: Warehouse) -> Iterator[Target]:
     """Hold the warehouse for one ingest: claimed (a new or empty place becomes a warehouse,
     any other is refused untouched), locked, converted from the snapshot layout, cleaned of
-    what killed runs left, and both tables made."""
+    what killed runs left. The tables are made by the first commit."""
     if wh.local is not None:
         migrate.refuse_followed_copy(wh.local)
     claimed = location.claim(wh, migrate.is_snapshot_layout(wh))
@@ -43,12 +45,15 @@ def writing(wh: Warehouse) -> Iterator[Target]:
             wh.local is not None and migrate.is_snapshot_layout(wh)
         ):
             migrate.convert(wh)
-        sessions, rejects = tables.ensure(wh)
+        sessions, rejects = tables.load(wh, tables.SESSIONS), tables.load(wh, tables.REJECTS)
         version = tables.at(wh)
         if wh.local is not None:
             committed = set(version.runs) if version is not None else set()
             runs.clean(wh, committed)
-            runs.drop_rejects(wh, rejects, committed, 0)
+            database.clean(wh)
+            if rejects is not None:
+                runs.drop_rejects(wh, rejects, committed, 0)
+                rejects = tables.load(wh, tables.REJECTS)
         yield Target(wh, version.sessions if version is not None else sessions, rejects, version)
 
 
@@ -58,6 +63,12 @@ def commit(
     """Commit the run: its files placed into the tables, its manifest written, its rejects
     committed, then its sessions: the commit that makes the run count."""
     wh = target.wh
+    if target.sessions is None or target.rejects is None:
+        sessions, rejects_table = tables.ensure(wh)
+        if target.sessions is None:
+            target.sessions = sessions
+        if target.rejects is None:
+            target.rejects = rejects_table
     adds = files.place(wh, tables.SESSIONS, partitions_folder(run), run.placed)
     placed_rejects: list[str] = []
     if rejects is not None:
