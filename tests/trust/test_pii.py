@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import stat
 from collections.abc import Callable
 from pathlib import Path

@@ -23,7 +23,7 @@ from pipeline import pii
 from pipeline.errors import InputError
 from pipeline.ingest import Options, ingest
 from pipeline.pii import PiiMode
-from tests.conftest import manifest, SESSIONS, ndjson, rejects, run_cli, session, stored
+from tests.conftest import SESSIONS, manifest, ndjson, rejects, run_cli, session, stored
 from tests.trust.test_pii import everything_stored
 from tests.trust.test_readers_and_faults import without_root_overrides
 
