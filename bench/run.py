@@ -234,6 +234,9 @@ def main() -> None:
         f"""
 import duckdb, statistics, time
 con = duckdb.connect({str(database)!r}, read_only=True)
+# A query slower than 2 s (a busy machine) would draw DuckDB's progress bar on stdout,
+# which this output is parsed from.
+con.execute("SET enable_progress_bar = false")
 for view in {views!r}:
     con.sql(f"SELECT * FROM {{view}}").fetchall()  # warm
     runs = []
