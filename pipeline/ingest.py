@@ -68,8 +68,8 @@ def find_exports(
 
 
 def _inside(warehouse: Path) -> Callable[[Path], bool]:
-    """Whether a file is the warehouse's, by where it really is (links resolved): the
-    warehouse's own links lead into its snapshots."""
+    """Whether a file is the warehouse's, by where it really is (links resolved): a link
+    beside the exports may lead into the warehouse."""
     root = warehouse.resolve()
     return lambda path: path.resolve().is_relative_to(root)
 
