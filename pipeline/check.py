@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipeline.store import database, reader, relations, tables
+from pipeline.store import database, location, reader, relations, tables
 from pipeline.store.location import Warehouse
 from pipeline.store.tables import Version
 from schemas import PARTITION_COLUMN, arrow_schema
@@ -44,8 +44,8 @@ class CheckReport:
 
 
 _REINGEST = (
-    "ingest the exports of that date again with --force, or restore the table to a version "
-    "before the damage (`--as-of` shows the versions; replaced files stay until vacuum)"
+    "restore the file from a backup or a copy of the warehouse (a version's files stay until "
+    "`sessions vacuum`; `sessions history` lists the versions), then run the check again"
 )
 
 
@@ -108,7 +108,7 @@ def _in_fs(location: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    return location.describe(exc)
 
 
 def _check_keys(con: duckdb.DuckDBPyConnection, source: str, report: CheckReport) -> None:

@@ -505,7 +505,7 @@ def rebuild_command(warehouse: str) -> None:
 @click.option(
     "--retain",
     "retain_hours",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=1_000_000),
     default=168,
     show_default=True,
     metavar="HOURS",

@@ -19,7 +19,7 @@ import duckdb
 
 from pipeline import views
 from pipeline.errors import WarehouseError
-from pipeline.store import lock, relations, tables
+from pipeline.store import location, lock, relations, tables
 from pipeline.store.location import Warehouse
 from pipeline.store.tables import Version
 
@@ -88,7 +88,7 @@ def build(wh: Warehouse, version: Version | None) -> None:
         Path(f"{target}.wal").unlink(missing_ok=True)
     except (OSError, duckdb.Error) as exc:
         building.unlink(missing_ok=True)
-        raise WarehouseError(f"cannot build {target}: {exc}") from None
+        raise WarehouseError(f"cannot build {target}: {location.describe(exc)}") from None
 
 
 def _remove_leftovers(wh: Warehouse) -> None:

@@ -18,9 +18,12 @@ MARKER = ".sessions-warehouse"
 FORMAT, FORMAT_VERSION = "sessions-warehouse", 2
 SNAPSHOT_LAYOUT = 1
 
-# Characters DuckDB does not take in a file's path as written: `?` starts the query string of
-# a database path, and `\` is read as a folder separator.
-_UNUSABLE = ("?", "\\")
+# Characters a warehouse path may not hold: DuckDB reads `?` as the start of a database path's
+# query string and `\` as a folder separator; deltalake reads `#` as a URL's fragment (it
+# finds no history there) and decodes `%20` into a space.
+_UNUSABLE = ("?", "\\", "#", "%")
+# The longest name of one folder, and of a whole path, most file systems take (in bytes).
+_NAME_MAX, _PATH_MAX = 255, 4000
 
 
 @dataclass(frozen=True)
@@ -72,20 +75,34 @@ def of(where: Path | str | Warehouse) -> Warehouse:
             )
         if not bucket:
             raise WarehouseError(f"{text}: name a bucket, as in s3://bucket/prefix")
+        if "//" in uri[len("s3://") :] or any(c in uri for c in ("#", "?", "%", "\\")):
+            raise WarehouseError(
+                f"{text}: an S3 warehouse path may not hold an empty folder name (//), "
+                "#, ?, % or \\: choose another prefix"
+            )
         return Warehouse(text, uri, None)
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise WarehouseError(
             f"{text}: {scheme}:// warehouses are not supported; give a local folder or s3://"
         )
-    path = Path(where)
-    found = [c for c in _UNUSABLE if c in str(path.absolute())]
+    if not text:
+        raise WarehouseError("--warehouse is empty: name a folder, or s3://bucket/prefix")
+    # `..` taken as written, as DuckDB and deltalake take it (`a/link/../b` is `a/b`), rather
+    # than through the link as the file system would.
+    path = Path(os.path.abspath(text))
+    found = [c for c in _UNUSABLE if c in str(path)]
+    found += ["a control character"] if any(ord(c) < 32 or ord(c) == 127 for c in text) else []
     if found:
         raise WarehouseError(
-            f"{path}: a warehouse path may not hold {' or '.join(map(repr, found))} "
-            "(DuckDB misreads them in file paths): choose another folder"
+            f"{text!r}: a warehouse path may not hold {' or '.join(map(repr, found))} "
+            "(DuckDB or deltalake misread them in file paths): choose another folder"
         )
-    return Warehouse(text, str(path.absolute()), path)
+    if len(str(path).encode()) > _PATH_MAX or any(
+        len(part.encode()) > _NAME_MAX for part in path.parts
+    ):
+        raise WarehouseError(f"{text[:80]}…: the warehouse path is too long: choose a shorter one")
+    return Warehouse(text, str(path), path)
 
 
 def marker_version(wh: Warehouse) -> int | None:
@@ -174,6 +191,9 @@ def describe(exc: BaseException) -> str:
     """An error as one line: no terminal colours, S3's XML error as `Code: Message`, and a
     missing credential said as such."""
     text = _XML_DECLARATION.sub("", _COLOUR.sub("", str(exc)))
+    # A Rust backtrace (deltalake's kernel errors carry one), or the quoted lines of a query.
+    for cut in ("Stack backtrace", "stack backtrace", "\n   0: ", "\n  0: ", "\nLINE "):
+        text = text.split(cut, 1)[0]
     text = _S3_ERROR.sub(lambda m: f"{m.group(1)}: {m.group(2)}", text)
     text = " ".join(text.replace("↳", " ").split())
     if any(sign in text.lower() for sign in _NO_CREDENTIALS):
@@ -181,7 +201,7 @@ def describe(exc: BaseException) -> str:
             "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
             f"or AWS_PROFILE): {text}"
         )
-    return text
+    return text if len(text) <= 500 else text[:500] + "…"
 
 
 def probe(wh: Warehouse) -> None:

@@ -152,6 +152,9 @@ def migrate(where: object) -> str:
     wh = location.of(where)  # type: ignore[arg-type]
     if wh.local is None or not convert.is_snapshot_layout(wh):
         reader.version(wh)  # not a warehouse at all: its error
+        if wh.local is not None:
+            with lock.held(wh):
+                convert.convert(wh)  # tidies what a conversion cut short left, if anything
         return f"{wh} is a Delta Lake warehouse already: nothing to convert"
     convert.refuse_followed_copy(wh.local)
     with lock.held(wh):

@@ -44,6 +44,10 @@ def is_snapshot_layout(wh: Warehouse) -> bool:
     the marker with nothing but its own entries), or one whose conversion was cut short."""
     if wh.local is None or not wh.local.is_dir():
         return False
+    if (wh.local / MIGRATING / _READY).exists():
+        return True  # a conversion whose swap was cut short
+    if _has_delta_tables(wh.local):
+        return False  # whatever the marker or a stray `.migrating` say: never converted again
     if (wh.local / MIGRATING).is_dir():
         return True
     if location.marker_version(wh) == location.SNAPSHOT_LAYOUT:
@@ -71,6 +75,12 @@ def is_snapshot_layout(wh: Warehouse) -> bool:
     return CURRENT in names or {"sessions", "rejects"} <= names
 
 
+def _has_delta_tables(root: Path) -> bool:
+    """Whether `root` holds a Delta sessions table of its own (not the snapshot layout's link)."""
+    table = root / "sessions"
+    return not table.is_symlink() and (table / "_delta_log").is_dir()
+
+
 def refuse_followed_copy(folder: Path) -> None:
     """A snapshot-layout warehouse copied with its links followed has a `current` folder: it
     reads, but converting it would read the wrong snapshot; say how to copy it."""
@@ -89,6 +99,12 @@ def convert(wh: Warehouse) -> bool:
     assert wh.local is not None
     root = wh.local
     if not is_snapshot_layout(wh):
+        if _has_delta_tables(root) and not (root / MIGRATING / _READY).exists():
+            # What a conversion killed as it finished left (or a stray folder of that name),
+            # and a marker it had not rewritten yet.
+            shutil.rmtree(root / MIGRATING, ignore_errors=True)
+            if location.marker_version(wh) == location.SNAPSHOT_LAYOUT:
+                location.write_marker(wh, location.FORMAT_VERSION, exclusive=False)
         return False
     refuse_followed_copy(root)
     try:
@@ -220,8 +236,12 @@ def _swap(wh: Warehouse, staging: Path) -> None:
             link.unlink()
     for name in ("sessions", "rejects", "manifests"):
         if (staging / name).exists():
-            if (root / name).exists():
-                shutil.rmtree(root / name)
+            if (root / name).exists() and not (root / name).is_symlink():
+                # Never replaced: a table there is data; the conversion stops, touching nothing.
+                raise WarehouseError(
+                    f"{root / name} exists beside the converted {staging / name}: move one of "
+                    "them away, then run `sessions migrate` again"
+                )
             os.replace(staging / name, root / name)
     location.write_marker(wh, location.FORMAT_VERSION, exclusive=False)
     (root / CURRENT).unlink(missing_ok=True)

@@ -23,6 +23,8 @@ def version(
     ingest_first = f"run `sessions ingest EXPORTS --warehouse {wh}` first"
     if wh.local is not None and not wh.local.exists():
         raise WarehouseError(f"{wh} does not exist: {ingest_first}")
+    if wh.local is not None and not wh.local.is_dir():
+        raise WarehouseError(f"{wh} is a file, not a warehouse folder")
     try:
         marked = location.marker_version(wh)
         old = migrate.is_snapshot_layout(wh)
@@ -117,4 +119,4 @@ def _in_fs(uri: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    return location.describe(exc)

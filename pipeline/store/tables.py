@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -184,7 +185,7 @@ def committed(table: DeltaTable) -> tuple[str | None, str | None]:
 
 def parse_as_of(text: str) -> int | datetime:
     """`--as-of`: a table version (a whole number), or an ISO 8601 time (UTC without offset)."""
-    if text.strip().isdigit():
+    if re.fullmatch(r"[0-9]{1,18}", text.strip()):  # ASCII digits (not "²"), within int64
         return int(text)
     try:
         moment = datetime.fromisoformat(text.strip())
@@ -227,7 +228,7 @@ def errors(wh: Warehouse, name: str) -> Iterator[None]:
         yield
     except CommitFailedError as exc:
         raise WarehouseError(
-            f"another writer committed to {wh} meanwhile, so this ingest committed nothing "
+            f"another writer committed to {wh} meanwhile, so nothing of this run was committed "
             f"({_one_line(exc)}); run it again"
         ) from None
     except (DeltaError, OSError) as exc:

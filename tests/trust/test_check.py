@@ -42,7 +42,7 @@ def test_a_corrupt_file_and_a_duplicated_session(write: Write, wh: Path) -> None
     assert result.returncode == 3
     assert f"{corrupt}: cannot be read" in result.stderr
     assert "is stored 2 times" in result.stderr and "under another date" in result.stderr
-    assert "ingest the exports of that date again with --force" in result.stderr
+    assert "restore the file from a backup" in result.stderr
     days = sorted(p.parent.name.split("=", 1)[1] for p in (files[1], copy))
     assert f"'s1' is stored 2 times, on {', '.join(days)}" in result.stderr
     # corrupt, two sessions stored twice, misplaced, and the views that cannot read the file
