@@ -101,7 +101,7 @@ def of(where: Path | str | Warehouse) -> Warehouse:
     if len(str(path).encode()) > _PATH_MAX or any(
         len(part.encode()) > _NAME_MAX for part in path.parts
     ):
-        raise WarehouseError(f"{text[:80]}…: the warehouse path is too long: choose a shorter one")
+        raise WarehouseError(f"{text[:80]}…: the warehouse path is too long: choose another folder")
     return Warehouse(text, str(path), path)
 
 

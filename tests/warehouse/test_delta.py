@@ -186,7 +186,7 @@ def test_as_of_that_cannot_be_read_is_one_line(
     extra = {"sql": ["SELECT count(*) FROM sessions"], "report": ["--out", tmp_path / "r.html"]}
     args = [command, *extra.get(command, []), "-w", wh]
     # Not a version nor a time: the option is wrong (2), whatever the warehouse holds.
-    for garbage in ("yesterday", "1.5", "-1", "", "2026-13-45"):
+    for garbage in ("yesterday", "1.5", "-1", "", "2026-13-45", "²", "9" * 20):
         assert "--as-of" in refused(2, *args, "--as-of", garbage)
     # Well formed, but the warehouse has no such version (3).
     assert "no ingest yet" in refused(3, *args, "--as-of", "0")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -390,7 +391,9 @@ def test_paths_and_globs_that_reach_into_the_warehouse_skip_it(
     assert all("of the warehouse" in note for note in notes)
 
 
-@pytest.mark.parametrize("odd", ["q?x", "back\\slash"])
+@pytest.mark.parametrize(
+    "odd", ["q?x", "back\\slash", "hash#x", "pct%20x", "new\nline", "tab\tx", "f" * 300]
+)
 def test_a_path_duckdb_would_misread_is_refused_before_anything_is_written(
     odd: str, write: Write, tmp_path: Path
 ) -> None:
@@ -400,4 +403,16 @@ def test_a_path_duckdb_would_misread_is_refused_before_anything_is_written(
         result = run_cli(*args, "--warehouse", wh)
         assert result.returncode == 3, result.stderr
         assert result.stderr.count("\n") == 1 and "choose another folder" in result.stderr
-    assert not (tmp_path / odd).exists()
+    assert odd not in os.listdir(tmp_path)  # (a name too long cannot even be asked about)
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [("", "is empty"), ("s3://bkt//x", "empty folder name"), ("afile", "is a file")],
+)
+def test_warehouses_that_cannot_be_are_one_line(tmp_path: Path, given: str, says: str) -> None:
+    (tmp_path / "afile").write_text("mine\n")
+    for args in (["stats"], ["sql", "select 1"], ["check"], ["history"], ["vacuum"], ["migrate"]):
+        result = run_cli(*args, "--warehouse", given, cwd=tmp_path)
+        assert says in one_line_error(result), (args, result.stderr)
+    assert (tmp_path / "afile").read_text() == "mine\n"

@@ -330,3 +330,24 @@ def test_a_conversion_that_cannot_write_says_so_and_loses_nothing(
     (wh / ".migrating").unlink()
     assert run_cli("migrate", "-w", wh).returncode == 0
     assert_kept(wh, before)
+
+
+@pytest.mark.parametrize("damage", ["a stray .migrating folder", "a marker of version 1"])
+def test_a_delta_warehouse_is_never_converted_again(
+    tmp_path: Path, before: dict[str, Any], damage: str
+) -> None:
+    # A conversion killed as it finished leaves `.migrating` without its `ready` file (or a
+    # folder of that name appears); a marker may be restored from a backup: neither may make
+    # the Delta tables be rebuilt from a snapshot that is gone (they held every session).
+    wh = extract(tmp_path)
+    assert run_cli("migrate", "-w", wh).returncode == 0
+    if damage == "a stray .migrating folder":
+        (wh / ".migrating").mkdir()
+    else:
+        (wh / ".sessions-warehouse").write_text('{"format":"sessions-warehouse","version":1}')
+    out = run_cli("sql", "SELECT count(*) FROM sessions", "-w", wh, "--format", "csv")
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "196", out.stderr
+    for command in (["migrate"], ["ingest", tmp_path / "ex" / "01_sessions.ndjson"]):
+        result = run_cli(*command, "-w", wh)
+        assert result.returncode == 0, result.stderr
+        assert_kept(wh, before)
