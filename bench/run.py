@@ -234,6 +234,9 @@ def main() -> None:
         f"""
 import duckdb, statistics, time
 con = duckdb.connect({str(database)!r}, read_only=True)
+# A query slower than 2 s (a busy machine) would draw DuckDB's progress bar on stdout,
+# which this output is parsed from.
+con.execute("SET enable_progress_bar = false")
 for view in {views!r}:
     con.sql(f"SELECT * FROM {{view}}").fetchall()  # warm
     runs = []
@@ -258,9 +261,10 @@ for view in {views!r}:
 # lines, the pseudonyms of the callers, the content hash that tells an update from a repeat.
 # Measured in one process, on the NDJSON export and the warehouse ingested from it.
 _CHECKS_ALONE = """
-import glob, json, resource, sys
+import json, resource, sys
 import duckdb, polars as pl
-from pipeline import pii, warehouse
+from pipeline import pii
+from pipeline.store import merge, reader
 from pipeline.read.gather import MIN_ROWS
 from pipeline.read.records import iter_records
 from schemas import FIELD_NAMES, pandera_schema
@@ -279,7 +283,10 @@ objects = f"FROM read_ndjson_objects('{path}')"
 start = cpu(); con.sql("SELECT count(json) " + objects).fetchall(); read = cpu() - start
 start = cpu(); con.sql("SELECT sum(len(json_keys(json))) " + objects).fetchall()
 out["keys"] = cpu() - start - read
-files = glob.glob(f"{stored_at}/sessions/*/*.parquet")
+# The files of the current version, from the Delta log: a glob of the table's folder would
+# also read the files that a later version replaced (kept until `sessions vacuum`).
+_, version = reader.version(stored_at)
+files = [f.location for f in version.session_files()]
 sessions = pl.read_parquet(files).select(FIELD_NAMES)
 schema = pandera_schema()
 start = cpu()
@@ -291,7 +298,7 @@ pii.Pseudonyms(con, b"a key")(sessions["source"])
 out["hmac"] = cpu() - start
 con.register("sessions", sessions.with_columns(extra_fields=pl.lit(None, pl.String)).to_arrow())
 start = cpu()
-con.sql(f"SELECT max({warehouse._content_hash_sql()}) FROM sessions").fetchall()
+con.sql(f"SELECT max({merge._content_hash_sql()}) FROM sessions").fetchall()
 out["content_hash"] = cpu() - start
 print(json.dumps(out))
 """

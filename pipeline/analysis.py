@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,8 @@ ORDER BY reasons DESC, field, rule
 class Analysis:
     """Everything the report shows, for one scope."""
 
-    warehouse: Path
+    warehouse: str
+    version: int
     scope: Scope
     headline: dict[str, Any]
     agents: pl.DataFrame
@@ -144,10 +145,12 @@ def top_prompts(frame: pl.DataFrame, n: int, versions: int) -> Top:
     )
 
 
-def analyse(warehouse: Path, scope: Scope | None = None) -> Analysis:
+def analyse(
+    warehouse: Path | str, scope: Scope | None = None, as_of: int | datetime | None = None
+) -> Analysis:
     """Read every figure of the report for `scope` (all sessions but tests by default)."""
     scope = scope or Scope()
-    con = query.connect(warehouse)
+    con = query.connect(warehouse, as_of)
     params = {
         "since": scope.since,
         "until": scope.until,
@@ -164,7 +167,8 @@ def analyse(warehouse: Path, scope: Scope | None = None) -> Analysis:
     try:
         headline = frame(_HEADLINE).to_dicts()[0]
         return Analysis(
-            warehouse=warehouse,
+            warehouse=str(warehouse),
+            version=con.sql("SELECT getvariable('warehouse_version')").fetchall()[0][0],
             scope=scope,
             headline=headline,
             agents=frame(f"SELECT * FROM agent_duration_stats_for({_SCOPE})"),

@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from pipeline import __version__
+from pipeline import __version__, stops
 from pipeline.errors import PipelineError
 from pipeline.memory import ENV as MEMORY_LIMIT_ENV
 from pipeline.memory import MEMORY_LIMIT
@@ -29,11 +29,28 @@ DEFAULT_WAREHOUSE = "data/warehouse"
 warehouse_option = click.option(
     "--warehouse",
     "-w",
-    type=click.Path(file_okay=False, path_type=Path),
     default=lambda: os.environ.get("SESSIONS_WAREHOUSE", DEFAULT_WAREHOUSE),
     show_default=f"$SESSIONS_WAREHOUSE or {DEFAULT_WAREHOUSE}",
-    help="The warehouse folder.",
+    metavar="DIR|s3://BUCKET/PREFIX",
+    help="The warehouse: a local folder, or an S3 prefix (credentials, region and endpoint "
+    "from the usual AWS_* environment variables).",
 )
+
+as_of_option = click.option(
+    "--as-of",
+    metavar="VERSION|TIME",
+    default=None,
+    help="Read the warehouse as it was: a table version (see `sessions history`), or an ISO "
+    "8601 time, UTC unless it has an offset (e.g. 2026-11-23 or 2026-11-23T09:00+01:00): the "
+    "newest version committed by then. Exit 2 if it is neither; 3 if the warehouse has no such "
+    "version (none yet then, or newer than its latest, or its files deleted by vacuum).",
+)
+
+
+def _as_of(text: str | None) -> Any:
+    from pipeline.store.tables import parse_as_of
+
+    return parse_as_of(text) if text is not None else None
 
 
 class Stopped(BaseException):
@@ -52,6 +69,9 @@ def _stop(number: int, _frame: object) -> None:
     # Remembered as well as raised: DuckDB turns an exception raised inside a running query
     # into its own "Query interrupted" error.
     _received.append(number)
+    if stops.holding():  # the ingest is committing: the stop waits for the commit's end
+        stops.defer(number)
+        return
     raise Stopped(number)
 
 
@@ -202,7 +222,7 @@ def main() -> None:
 @_user_errors
 def ingest(
     paths: tuple[str, ...],
-    warehouse: Path,
+    warehouse: str,
     as_json: bool,
     max_reject_rate: float | None,
     naive_timezone: str,
@@ -362,6 +382,7 @@ def _format(fmt: str | None) -> str:
 )
 @click.option("--explain", is_flag=True, help="Print what each measure means, and exit.")
 @warehouse_option
+@as_of_option
 @_user_errors
 def stats(
     by: str,
@@ -369,7 +390,8 @@ def stats(
     fmt: str | None,
     all_columns: bool,
     explain: bool,
-    warehouse: Path,
+    warehouse: str,
+    as_of: str | None,
 ) -> None:
     """Duration statistics per agent, channel, prompt version or day.
 
@@ -389,7 +411,7 @@ def stats(
         return
     shown = None if all_columns else [*_STATS_KEYS[by], *_STATS_COLUMNS]
     output = _format(fmt)
-    with query.stats_rows(warehouse, by, scope) as rows:
+    with query.stats_rows(warehouse, by, scope, _as_of(as_of)) as rows:
         count = _write(rows, output, shown)
     if output == "table" and shown is not None:
         hidden = len(rows.columns) - len(shown)
@@ -400,8 +422,9 @@ def stats(
 @click.argument("query_text", metavar="QUERY")
 @format_option
 @warehouse_option
+@as_of_option
 @_user_errors
-def sql_command(query_text: str, fmt: str | None, warehouse: Path) -> None:
+def sql_command(query_text: str, fmt: str | None, warehouse: str, as_of: str | None) -> None:
     """Run one QUERY against the warehouse's views, read-only, and stream its rows.
 
     QUERY is one SELECT (or FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, or EXPLAIN of
@@ -420,7 +443,7 @@ def sql_command(query_text: str, fmt: str | None, warehouse: Path) -> None:
     """
     from pipeline import query
 
-    with query.sql(warehouse, query_text) as rows:
+    with query.sql(warehouse, query_text, _as_of(as_of)) as rows:
         _write(rows, _format(fmt))
 
 
@@ -445,7 +468,7 @@ def _write(rows: Any, fmt: str, shown: list[str] | None = None) -> int:
 @main.command(name="check")
 @warehouse_option
 @_user_errors
-def check_command(warehouse: Path) -> None:
+def check_command(warehouse: str) -> None:
     """Verify a warehouse and say how to repair what is wrong.
 
     Reads every Parquet file whole, compares its columns with the session schema, looks for
@@ -465,15 +488,101 @@ def check_command(warehouse: Path) -> None:
 @main.command(name="rebuild")
 @warehouse_option
 @_user_errors
-def rebuild_command(warehouse: Path) -> None:
-    """Rebuild <warehouse>/sessions.duckdb from the warehouse's own files.
+def rebuild_command(warehouse: str) -> None:
+    """Rebuild <warehouse>/sessions.duckdb over the latest version's files.
 
     Its views name the files by absolute path: after a warehouse is moved or copied, this
-    makes its database read the files where they now are (`sessions check` says when).
+    makes its database read the files where they now are. Any sessions command does it when
+    it finds the database out of date; this one does it whatever it finds.
     """
-    from pipeline.warehouse import rebuild
+    from pipeline.store.maintain import rebuild
 
     click.echo(f"rebuilt {rebuild(warehouse)}")
+
+
+@main.command(name="vacuum")
+@warehouse_option
+@click.option(
+    "--retain",
+    "retain_hours",
+    type=click.IntRange(min=0, max=1_000_000),
+    default=168,
+    show_default=True,
+    metavar="HOURS",
+    help="Keep the files that versions of the last HOURS read (for readers of older versions "
+    "and --as-of).",
+)
+@click.option(
+    "--force", is_flag=True, help="Allow --retain under 168 hours (older versions lose files)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON object.")
+@_user_errors
+def vacuum_command(warehouse: str, retain_hours: int, force: bool, as_json: bool) -> None:
+    """Delete the files no recent version reads: files replaced by ingests or optimize more
+    than --retain hours ago, and what ingests that were killed left behind.
+
+    A plain `**/*.parquet` glob over the tables counts replaced files until they are
+    vacuumed: read the tables through Delta (see the README). Exit 3 if the warehouse cannot
+    be written, 2 for a --retain under 168 hours without --force.
+    """
+    from pipeline.store.maintain import vacuum
+
+    done = vacuum(warehouse, retain_hours, force)
+    if as_json:
+        click.echo(json.dumps(done.to_dict(), indent=2))
+    else:
+        click.echo(f"vacuumed {warehouse}: {len(done.files_deleted)} file(s) deleted")
+
+
+@main.command(name="optimize")
+@warehouse_option
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON object.")
+@_user_errors
+def optimize_command(warehouse: str, as_json: bool) -> None:
+    """Compact each day's small files into few large ones, in one commit.
+
+    Readers see the same rows before and after; the replaced files stay until `sessions
+    vacuum` (so that older versions and --as-of keep working).
+    """
+    from pipeline.store.maintain import optimize
+
+    done = optimize(warehouse)
+    if as_json:
+        click.echo(json.dumps(done.to_dict(), indent=2))
+    else:
+        click.echo(
+            f"optimized {warehouse}: {done.files_removed} file(s) compacted into "
+            f"{done.files_added} (version {done.version})"
+        )
+
+
+@main.command(name="migrate")
+@warehouse_option
+@_user_errors
+def migrate_command(warehouse: str) -> None:
+    """Convert a warehouse of the layout before Delta Lake (`current` link, `.snapshots/`)
+    into Delta tables, in place, keeping every session, reject and the manifest.
+
+    An ingest into such a warehouse converts it first by itself. A conversion stopped at any
+    point is finished by the next run. Exit 0 also when there is nothing to convert.
+    """
+    from pipeline.store.maintain import migrate
+
+    click.echo(migrate(warehouse))
+
+
+@main.command(name="history")
+@warehouse_option
+@format_option
+@_user_errors
+def history_command(warehouse: str, fmt: str | None) -> None:
+    """The versions of the sessions table, newest first: what --as-of takes.
+
+    One row per commit: version, time (UTC), operation, and the ingest run that made it.
+    """
+    from pipeline.store.maintain import history
+
+    _write(history(warehouse), _format(fmt))
 
 
 @main.command(name="report")
@@ -488,8 +597,9 @@ def rebuild_command(warehouse: Path) -> None:
     "and report-prompt_versions.csv.",
 )
 @scope_options
+@as_of_option
 @_user_errors
-def report_command(warehouse: Path, out: str, scope: Scope) -> None:
+def report_command(warehouse: str, out: str, scope: Scope, as_of: str | None) -> None:
     """Write a self-contained HTML report: headline figures, charts and tables.
 
     One file, charts embedded, nothing fetched from the network: open it on any laptop,
@@ -508,7 +618,7 @@ def report_command(warehouse: Path, out: str, scope: Scope) -> None:
     # Checked as given: a path would read "" as "." and drop a trailing slash.
     if not Path(out).name or out.endswith(os.sep):
         raise atomic.OutputError(f"--out {out!r} names no file: give a path like report.html")
-    written = html_report.files(analyse(warehouse, scope), Path(out))
+    written = html_report.files(analyse(warehouse, scope, _as_of(as_of)), Path(out))
     atomic.write_files(written)
     for path in written:
         click.echo(f"wrote {path}")

@@ -99,7 +99,7 @@ def render(analysis: Analysis, full_tables: dict[str, str] | None = None) -> str
         "<h1>Session durations</h1>",
         f'<p class="meta">Period: {shown}. '
         f"Scope: {_text(_scope(analysis))}. "
-        f"Warehouse: {_text(analysis.warehouse)}. "
+        f"Warehouse: {_text(analysis.warehouse)}, version {analysis.version}. "
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>",
         '<div class="headline">',
         _figure_box("sessions", head["session_count"]),

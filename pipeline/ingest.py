@@ -13,13 +13,16 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import manifest, memory, pii, warehouse
+from pipeline import manifest, memory, pii, stops
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
 from pipeline.read import Source, read_export, sniff
 from pipeline.read.ahead import read_ahead
 from pipeline.read.gather import gathered
 from pipeline.report import FileReport, IngestReport, SkippedFile
+from pipeline.store import database, location, merge, runs, writer
+from pipeline.store.location import Warehouse
+from pipeline.store.runs import Run
 from pipeline.transform import parse
 from pipeline.validate import validate
 from schemas import FIELD_NAMES, key_aliases
@@ -65,8 +68,8 @@ def find_exports(
 
 
 def _inside(warehouse: Path) -> Callable[[Path], bool]:
-    """Whether a file is the warehouse's, by where it really is (links resolved): the
-    warehouse's own links lead into its snapshots."""
+    """Whether a file is the warehouse's, by where it really is (links resolved): a link
+    beside the exports may lead into the warehouse."""
     root = warehouse.resolve()
     return lambda path: path.resolve().is_relative_to(root)
 
@@ -88,27 +91,28 @@ class Options:
 
 def ingest(
     paths: Sequence[str],
-    warehouse_dir: Path,
+    warehouse_dir: Path | str | Warehouse,
     options: Options = Options(),
     *,
     progress: Progress | None = None,
     notify: Callable[[str], None] = lambda message: None,
     on_commit: Callable[[], None] | None = None,
 ) -> IngestReport:
-    """Ingest the exports at `paths` into `warehouse_dir` and say what was done.
+    """Ingest the exports at `paths` into the warehouse and say what was done.
 
     Either the whole ingest is committed, or nothing is: an unreadable file, a failure, or a
     reject rate above `max_reject_rate` leaves the warehouse as it was. A file whose content
     was ingested before is skipped unless `force`. `on_commit` is called once the ingest is
     committed (the CLI holds stop requests from then on: the work is done).
     """
+    wh = location.of(warehouse_dir)
     _check_timezone(options.naive_timezone)
     _check_memory_limit(options.memory_limit)
-    sources = [sniff(path) for path in find_exports(paths, warehouse_dir, notify)]
-    with warehouse.locked(warehouse_dir):
-        previous = manifest.read(warehouse.current_snapshot(warehouse_dir))
+    sources = [sniff(path) for path in find_exports(paths, wh.local, notify)]
+    with writer.writing(wh) as target:
+        previous = target.version.manifest if target.version is not None else manifest.Manifest()
         key = _check_pii(previous, options.pii, notify)
-        report = IngestReport(str(warehouse_dir), run_id="", pii=options.pii.value)
+        report = IngestReport(str(wh), run_id="", pii=options.pii.value)
         seen = previous.ingested()
         todo: list[tuple[Source, str]] = []
         for source in sources:
@@ -118,16 +122,23 @@ def ingest(
             else:
                 todo.append((source, digest))
         if not todo:
-            warehouse.tidy(warehouse_dir)
+            database.refresh(wh, target.version)
             return report
-        run = warehouse.start_run(warehouse_dir)
+        run = runs.start(wh)
         report.run_id = run.run_id
         try:
-            _run(run, todo, options, key, report, previous, progress)
-            warehouse.commit(run)
+            merged, rejects = _run(run, todo, options, key, report, target, progress)
+            previous.pii_mode = options.pii.value
+            previous.key_fingerprint = pii.fingerprint(key) if key is not None else None
+            previous.ingests.append(report.manifest_entry(datetime.now(UTC)))
+            with stops.held():
+                writer.commit(target, run, merged, rejects, previous)
+                report.committed = True
+            database.refresh(wh)
+            runs.abandon(run, committed=True)
         except BaseException as exc:
-            report.committed = warehouse.committed(run)
-            warehouse.abandon(run)
+            report.committed = report.committed or writer.committed(wh, run)
+            runs.abandon(run, committed=report.committed)
             if report.committed or isinstance(exc, PipelineError):
                 # The report goes with the error; after the commit (a stop that came as the
                 # ingest finished) it says the ingest is complete.
@@ -139,37 +150,38 @@ def ingest(
                 raise WarehouseError(memory.out_of_memory(options.memory_limit, detail)) from None
             if isinstance(exc, duckdb.Error | pl.exceptions.ComputeError):
                 message = " ".join(str(exc).split())
-                raise WarehouseError(f"cannot update {warehouse_dir}: {message}") from None
+                raise WarehouseError(f"cannot update {wh}: {message}") from None
             if isinstance(exc, OSError):
                 raise WarehouseError(
-                    f"cannot write the warehouse: {exc.strerror}: {exc.filename or warehouse_dir}"
+                    f"cannot write the warehouse: {exc.strerror or exc}: {exc.filename or wh}"
                 ) from None
             raise
-        report.committed = True
         if on_commit is not None:
             on_commit()
     return report
 
 
 def _run(
-    run: warehouse.Run,
+    run: Run,
     todo: list[tuple[Source, str]],
     options: Options,
     key: bytes | None,
     report: IngestReport,
-    previous: manifest.Manifest,
+    target: writer.Target,
     progress: Progress | None,
-) -> None:
-    """Everything of one ingest up to, not including, its commit."""
-    con = warehouse.connect(run, options.memory_limit)
-    pseudonyms = pii.Pseudonyms(con, key) if key is not None else None
-    for seq, (source, digest) in enumerate(todo):
-        stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
-        stats.sha256 = digest
-        report.files.append(stats)
-    merged = warehouse.merge(run, con)
-    warehouse.add_rejects(run, con)
-    con.close()
+) -> tuple[merge.MergeResult, Path | None]:
+    """Everything of one ingest up to, not including, its commit: the new files and counts."""
+    con = merge.connect(run, options.memory_limit)
+    try:
+        pseudonyms = pii.Pseudonyms(con, key) if key is not None else None
+        for seq, (source, digest) in enumerate(todo):
+            stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
+            stats.sha256 = digest
+            report.files.append(stats)
+        merged = merge.merge(run, con, target.version)
+        rejects = merge.write_rejects(run, con)
+    finally:
+        con.close()
     report.sessions_new = merged.sessions_new
     report.sessions_updated = merged.sessions_updated
     report.sessions_unchanged = merged.sessions_unchanged
@@ -183,11 +195,7 @@ def _run(
             f"--max-reject-rate {rate:.1%} allows; nothing was committed "
             "(see the report for the reasons)"
         )
-    previous.pii_mode = options.pii.value
-    previous.key_fingerprint = pii.fingerprint(key) if key is not None else None
-    previous.ingests.append(report.manifest_entry(datetime.now(UTC)))
-    manifest.write(previous, run.snapshot)
-    warehouse.build_database(run.snapshot)
+    return merged, rejects
 
 
 def _check_pii(
@@ -230,7 +238,7 @@ def _timezones() -> frozenset[str]:
 
 
 def _ingest_file(
-    run: warehouse.Run,
+    run: Run,
     con: duckdb.DuckDBPyConnection,
     seq: int,
     source: Source,
@@ -324,7 +332,7 @@ def _protect(
     return accepted, rejected
 
 
-def _stored(accepted: pl.DataFrame, source: Source, seq: int, run: warehouse.Run) -> pl.DataFrame:
+def _stored(accepted: pl.DataFrame, source: Source, seq: int, run: Run) -> pl.DataFrame:
     return accepted.select(
         *FIELD_NAMES,
         "extra_fields",
@@ -336,9 +344,7 @@ def _stored(accepted: pl.DataFrame, source: Source, seq: int, run: warehouse.Run
     )
 
 
-def _quarantined(
-    rejected: pl.DataFrame, source: Source, seq: int, run: warehouse.Run
-) -> pl.DataFrame:
+def _quarantined(rejected: pl.DataFrame, source: Source, seq: int, run: Run) -> pl.DataFrame:
     element = pl.col("_element") + 1
     place = (
         pl.when(pl.col("_line").is_not_null())

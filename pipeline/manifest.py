@@ -1,5 +1,8 @@
 """The manifest: what each committed ingest read, when, with which counts, and how the
-warehouse treats caller identities. It lives in the snapshot, so it commits with the data."""
+warehouse treats caller identities. Each ingest writes the whole manifest as a new file,
+`manifests/<run>.json`, before its commit; the sessions commit names it, so that the
+manifest of a version is the one its commit names, and a run that did not commit leaves
+only a file that nothing names."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import WarehouseError
+from pipeline.store.location import Warehouse
 
-NAME = "manifest.json"
+FOLDER = "manifests"
 VERSION = 1
 
 
@@ -39,22 +43,34 @@ class Manifest:
         return json.dumps(body, indent=1) + "\n"
 
 
-def read(snapshot: Path | None) -> Manifest:
-    """The manifest of `snapshot`; an empty one for a new warehouse."""
-    if snapshot is None:
+def read(wh: Warehouse, relative: str | None) -> Manifest:
+    """The manifest at `relative` (as a commit names it); an empty one for None."""
+    if relative is None:
         return Manifest()
-    path = snapshot / NAME
+    fs, root = wh.filesystem()
+    path = f"{root}/{relative}"
     try:
-        body = json.loads(path.read_text())
-    except FileNotFoundError:
-        return Manifest()
+        with fs.open_input_stream(path) as stream:
+            body = json.loads(stream.read())
     except (OSError, ValueError) as exc:
-        raise WarehouseError(f"cannot read the manifest {path}: {exc}") from None
+        raise WarehouseError(f"cannot read the manifest {wh}/{relative}: {exc}") from None
     return Manifest(body.get("pii_mode"), body.get("key_fingerprint"), body.get("ingests", []))
 
 
-def write(manifest: Manifest, snapshot: Path) -> None:
-    (snapshot / NAME).write_text(manifest.to_json())
+def write(manifest: Manifest, wh: Warehouse, run_id: str) -> str:
+    """Write the manifest as of run `run_id`; the path its commit names."""
+    relative = f"{FOLDER}/{run_id}.json"
+    fs, root = wh.filesystem()
+    fs.create_dir(f"{root}/{FOLDER}", recursive=True)
+    # Written under its own name, before the commit that names it: never half read.
+    with fs.open_output_stream(f"{root}/{relative}") as stream:
+        stream.write(manifest.to_json().encode())
+    return relative
+
+
+def runs(manifest: Manifest) -> list[str]:
+    """The runs the manifest says committed."""
+    return [str(run["run_id"]) for run in manifest.ingests]
 
 
 def file_hash(path: Path) -> str:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import views
-from pipeline import warehouse as warehouse_module
 from pipeline.errors import PipelineError, WarehouseError
 from pipeline.output import Column, Kind, escape
 from pipeline.scope import Scope
+from pipeline.store import database, location, reader, relations
+from pipeline.store.location import Warehouse
 
 __all__ = ["QueryError", "Rows", "Scope", "connect", "sql", "stats", "stats_rows"]
 
@@ -34,17 +36,19 @@ class QueryError(PipelineError):
     exit_code = 2
 
 
-def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
-    """A connection to the views over the warehouse's current snapshot.
+def connect(
+    warehouse: Path | str | Warehouse, as_of: int | datetime | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A connection to the views over one version of the warehouse (`as_of`, else the latest).
 
-    The views are built afresh from the snapshot's own files, where the warehouse is now,
-    rather than read from `<warehouse>/sessions.duckdb`, whose views name files by absolute
-    path: a moved warehouse's database names files that are gone, and a copy's names the
-    original's. They live in an in-memory database, so that reading writes no file (a full
-    disk cannot stop a report); `sql` lets a query do nothing but read (see `_one_query`).
+    The views are built afresh from that version's own files, where the warehouse is now,
+    rather than read from `<warehouse>/sessions.duckdb` (which is brought up to date on the
+    way, where it can be). They live in an in-memory database, so that reading writes no file
+    (a full disk cannot stop a report); `sql` lets a query do nothing but read (`_one_query`).
     """
-    snapshot = warehouse_module.readable_snapshot(warehouse)
-    sessions, rejects = warehouse_module.snapshot_files(snapshot)
+    wh, version = reader.version(warehouse, as_of)
+    if as_of is None:
+        database.refresh(wh, version)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -55,12 +59,15 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         spill = Path(tempfile.gettempdir()) / f"sessions-spill-{uuid.uuid4().hex}"
         atexit.register(shutil.rmtree, spill, ignore_errors=True)
         con.execute(f"SET temp_directory = {views.sql_path(spill)}")
-        for statement in views.statements(sessions, rejects):
+        sources = relations.sessions_source(con, version), relations.rejects_source(con, version)
+        for statement in views.statements(*sources):
             con.execute(statement)
+        # Which version the views read: `SELECT getvariable('warehouse_version')`.
+        con.execute(f"SET VARIABLE warehouse_version = {int(version.number)}")
     except duckdb.Error as exc:
         con.close()
         message = " ".join(str(exc).split())
-        raise WarehouseError(f"cannot open the views of {warehouse}: {message}") from None
+        raise WarehouseError(f"cannot open the views of {wh}: {message}") from None
     return con
 
 
@@ -79,10 +86,12 @@ def _stats_query(by: str, scope: Scope) -> tuple[str, dict[str, Any]]:
     )
 
 
-def stats(warehouse: Path, by: str, scope: Scope) -> pa.Table:
+def stats(
+    warehouse: Path | str, by: str, scope: Scope, as_of: int | datetime | None = None
+) -> pa.Table:
     """One stats breakdown (`views.STATS`), for the sessions in `scope`, with its types."""
     text, params = _stats_query(by, scope)
-    con = connect(warehouse)
+    con = connect(warehouse, as_of)
     try:
         return con.sql(text, params=params).to_arrow_table()
     finally:
@@ -102,10 +111,12 @@ class Rows:
 
 
 @contextmanager
-def stats_rows(warehouse: Path, by: str, scope: Scope) -> Iterator[Rows]:
+def stats_rows(
+    warehouse: Path | str, by: str, scope: Scope, as_of: int | datetime | None = None
+) -> Iterator[Rows]:
     """`stats`, as `Rows` for the output formats."""
     text, params = _stats_query(by, scope)
-    con = connect(warehouse)
+    con = connect(warehouse, as_of)
     try:
         yield _rows(con, text, params)
     finally:
@@ -113,16 +124,16 @@ def stats_rows(warehouse: Path, by: str, scope: Scope) -> Iterator[Rows]:
 
 
 @contextmanager
-def sql(warehouse: Path, text: str) -> Iterator[Rows]:
+def sql(warehouse: Path | str, text: str, as_of: int | datetime | None = None) -> Iterator[Rows]:
     """The result of one read-only statement `text` against the warehouse's views, streamed.
 
     Only a query (SELECT, FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE) or an EXPLAIN of one
     runs; the connection can read nothing outside the warehouse and write nothing at all.
     """
     query, is_explain = _one_query(text)
-    con = connect(warehouse)
+    con = connect(warehouse, as_of)
     try:
-        _sandbox(con, warehouse)
+        _sandbox(con, location.of(warehouse))
         yield _rows(con, query, None, wrap=not is_explain)
     finally:
         con.close()
@@ -187,7 +198,7 @@ def _is_query(text: str) -> bool:
     return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
 
 
-def _sandbox(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+def _sandbox(con: duckdb.DuckDBPyConnection, wh: Warehouse) -> None:
     """Let `con` read the warehouse's files and nothing else, for good.
 
     The views read Parquet files below the warehouse by path, so file access cannot be off
@@ -195,8 +206,10 @@ def _sandbox(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     then the configuration is locked so that the query cannot undo it. Writing is refused
     before this, by statement type (`_one_query`), and the database is open read-only.
     """
-    folders = sorted({str(warehouse.absolute()), str(warehouse.resolve())})
-    con.execute("SET allowed_directories = $folders", {"folders": [f + "/" for f in folders]})
+    # An object-storage warehouse is read through Arrow: no file at all.
+    folders = sorted({str(wh.local.absolute()), str(wh.local.resolve())}) if wh.local else []
+    if folders:
+        con.execute("SET allowed_directories = $folders", {"folders": [f + "/" for f in folders]})
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
 SESSIONS = Path(sys.executable).parent / "sessions"
 
@@ -81,27 +84,44 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
     )
 
 
+def delta(warehouse: Path | str, table: str) -> pa.Table | None:
+    """A table of the warehouse as any Delta reader sees it (deltalake), or None if absent."""
+    try:
+        return DeltaTable(f"{warehouse}/{table}").to_pyarrow_table()
+    except TableNotFoundError:
+        return None
+
+
+def manifest(warehouse: Path) -> dict[str, Any]:
+    """The manifest as of the warehouse's latest version: the file its commit names."""
+    from pipeline.store import location, tables
+
+    version = tables.at(location.of(warehouse))
+    assert version is not None and version.manifest_path is not None
+    body: dict[str, Any] = json.loads((warehouse / version.manifest_path).read_text())
+    return body
+
+
 def stored(warehouse: Path, where: str = "true") -> list[dict[str, Any]]:
-    """The sessions in the warehouse, read with DuckDB straight from the Parquet folder."""
+    """The sessions in the warehouse, read through Delta (deltalake), queried with DuckDB."""
+    table = delta(warehouse, "sessions")
+    if table is None or not table.num_rows:
+        return []
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    files = list((warehouse / "sessions").glob("*/*.parquet"))
-    if not files:
-        return []
-    rel = con.sql(
-        f"SELECT * FROM read_parquet('{warehouse}/sessions/**/*.parquet', hive_partitioning=true)"
-        f" WHERE {where} ORDER BY session_key"
-    )
+    con.register("delta_sessions", table)
+    rel = con.sql(f"SELECT * FROM delta_sessions WHERE {where} ORDER BY session_key")
     return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
 
 
 def rejects(warehouse: Path) -> list[dict[str, Any]]:
-    con = duckdb.connect()
-    if not list((warehouse / "rejects").glob("*.parquet")):
+    """The quarantine as the commands show it: the rejects table's rows of committed runs."""
+    table = delta(warehouse, "rejects")
+    if table is None or not table.num_rows:
         return []
-    rel = con.sql(
-        f"SELECT * FROM read_parquet('{warehouse}/rejects/*.parquet') ORDER BY source_file, element"
-    )
+    con = duckdb.connect()
+    con.register("delta_rejects", table)
+    rel = con.sql("SELECT * FROM delta_rejects ORDER BY source_file, element")
     return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
 
 

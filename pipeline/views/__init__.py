@@ -7,8 +7,6 @@ from pathlib import Path
 
 import duckdb
 
-from schemas import STORED_FIELDS
-
 # In dependency order: each file may use the relations of the files before it.
 VIEW_FILES = (
     "sessions.sql",
@@ -33,7 +31,7 @@ DATABASE = "sessions.duckdb"
 # Written in the oldest storage format DuckDB 1.x reads, so every 1.x client opens it.
 STORAGE_VERSION = "v1.0.0"
 
-_REJECT_COLUMNS = (
+REJECT_COLUMNS = (
     ("ingested_at", "TIMESTAMPTZ"),
     ("source_file", "VARCHAR"),
     ("line", "BIGINT"),
@@ -43,6 +41,7 @@ _REJECT_COLUMNS = (
     ("record", "VARCHAR"),
     ("reasons", "STRUCT(field VARCHAR, rule VARCHAR, value VARCHAR)[]"),
     ("reason", "VARCHAR"),
+    ("run_id", "VARCHAR"),
 )
 
 
@@ -51,28 +50,15 @@ def sql_text(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text()
 
 
-def statements(sessions: list[Path], rejects: list[Path]) -> list[str]:
-    """Every view file's SQL, reading exactly the given Parquet files.
-
-    The files are named one by one, by absolute path into one snapshot of the warehouse,
-    so that a query reads one whole snapshot however ingests commit meanwhile, and the
-    database opens from any working directory. Hive partitioning is off: DuckDB would take
-    `key=value` from every folder of the path, the warehouse's own parents included (a
-    warehouse under `.../agent_id=X/` would read every agent as X); the `sessions` view
-    derives the partition, `utc_date`, from the timestamp instead.
+def statements(sessions: str, rejects: str) -> list[str]:
+    """Every view file's SQL, reading the relations `sessions` (the stored fields of one
+    version's sessions) and `rejects` (its quarantine), as `pipeline.store.relations` gives
+    them: the files of one version named one by one, so that a query reads one whole version
+    however ingests commit meanwhile. Hive partitioning is never on: DuckDB would take
+    `key=value` from every folder of the path, the warehouse's own parents included; the
+    `sessions` view derives the partition, `utc_date`, from the timestamp instead.
     """
-    replacements = {
-        "{{ sessions_parquet }}": (
-            f"read_parquet({sql_paths(sessions)}, hive_partitioning = false, union_by_name = true)"
-            if sessions
-            else _empty_sessions()
-        ),
-        "{{ rejects_parquet }}": (
-            f"read_parquet({sql_paths(rejects)}, union_by_name = true)"
-            if rejects
-            else empty_relation(_REJECT_COLUMNS)
-        ),
-    }
+    replacements = {"{{ sessions_parquet }}": sessions, "{{ rejects_parquet }}": rejects}
     result: list[str] = []
     for name in VIEW_FILES:
         text = sql_text(name)
@@ -82,18 +68,14 @@ def statements(sessions: list[Path], rejects: list[Path]) -> list[str]:
     return result
 
 
+def quote(text: str) -> str:
+    """A DuckDB string literal, quotes and all."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def sql_path(path: Path) -> str:
-    """A path as a DuckDB string literal, quotes and all."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def sql_paths(files: list[Path]) -> str:
-    """A DuckDB list literal of the files' absolute paths."""
-    return "[" + ", ".join(sql_path(path.resolve()) for path in files) + "]"
-
-
-def _empty_sessions() -> str:
-    return empty_relation(tuple((f.name, f.duckdb_type) for f in STORED_FIELDS))
+    """A path as a DuckDB string literal."""
+    return quote(str(path))
 
 
 def empty_relation(columns: tuple[tuple[str, str], ...]) -> str:
@@ -103,7 +85,7 @@ def empty_relation(columns: tuple[tuple[str, str], ...]) -> str:
     return f"(select {typed} limit 0)"
 
 
-def build_database(path: Path, sessions: list[Path], rejects: list[Path]) -> None:
+def build_database(path: Path, sessions: str, rejects: str) -> None:
     """Create the DuckDB database of views at `path` (which must not exist yet)."""
     con = duckdb.connect()
     try:

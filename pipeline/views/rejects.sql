@@ -1,5 +1,5 @@
 -- rejects: the quarantine. Every row an ingest rejected, with where it came from, the record
--- as received and every reason (field, rule, value).
+-- as received, every reason (field, rule, value), and the run that rejected it.
 create or replace view rejects as
 with source as (
     select * from {{ rejects_parquet }}
@@ -15,7 +15,9 @@ final as (
         position,
         reason,
         reasons,
-        record
+        record,
+        -- The ingest that rejected the row (the manifest lists it).
+        run_id
     from source
 )
 

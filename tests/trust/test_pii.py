@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from pipeline.errors import WarehouseError
 from pipeline.ingest import Options, ingest
 from pipeline.pii import PiiMode, Pseudonyms
-from tests.conftest import ndjson, rejects, run_cli, session, stored
+from tests.conftest import manifest, ndjson, rejects, run_cli, session, stored
 
 Write = Callable[[str, bytes], Path]
 PHONES = [
@@ -110,7 +109,7 @@ def test_mixing_modes_or_keys_is_refused(
     monkeypatch.setenv("SESSIONS_PII_KEY", "another key, also 32 bytes or longer")
     with pytest.raises(WarehouseError, match="not the one this warehouse was built with"):
         ingest([more], wh)
-    assert json.loads((wh / "current" / "manifest.json").read_text())["pii_mode"] == "pseudonymise"
+    assert manifest(wh)["pii_mode"] == "pseudonymise"
 
 
 def test_the_key_file_is_created_owner_only_and_announced(

@@ -23,7 +23,7 @@ from pipeline import pii
 from pipeline.errors import InputError
 from pipeline.ingest import Options, ingest
 from pipeline.pii import PiiMode
-from tests.conftest import SESSIONS, ndjson, rejects, run_cli, session, stored
+from tests.conftest import SESSIONS, manifest, ndjson, rejects, run_cli, session, stored
 from tests.trust.test_pii import everything_stored
 from tests.trust.test_readers_and_faults import without_root_overrides
 
@@ -429,12 +429,7 @@ def test_first_ingests_at_the_same_moment_share_one_key(
     results = [(run.wait(timeout=120), run.communicate()[1]) for run in runs]
     assert all(code == 0 for code, _ in results), results
     assert sum("created a pseudonymisation key" in err for _, err in results) == 1
-    prints = {
-        json.loads((tmp_path / f"wh{n}" / "current" / "manifest.json").read_text())[
-            "key_fingerprint"
-        ]
-        for n in range(3)
-    }
+    prints = {manifest(tmp_path / f"wh{n}")["key_fingerprint"] for n in range(3)}
     assert len(prints) == 1
     assert len({stored(tmp_path / f"wh{n}")[0]["source"] for n in range(3)}) == 1
 

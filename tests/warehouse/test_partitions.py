@@ -6,17 +6,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from deltalake import DeltaTable
+
 from pipeline.ingest import ingest
-from pipeline.warehouse import DAYS_PER_WRITE, MAX_FILES
+from pipeline.store.merge import DAYS_PER_WRITE, MAX_FILES
 from tests.conftest import ndjson, session, stored
 
 Write = Callable[[str, bytes], Path]
 
 
 def files(wh: Path) -> dict[str, list[tuple[str, int]]]:
-    """Each day's files, as (name, inode): an inode that stays is a file not rewritten."""
+    """Each day's files in the table's current version, as (name, inode): an inode that stays
+    is a file not rewritten. (Replaced files stay on disk until vacuum: a glob would list them.)"""
     days: dict[str, list[tuple[str, int]]] = {}
-    for path in sorted((wh / "sessions").glob("date=*/*.parquet")):
+    for uri in sorted(DeltaTable(str(wh / "sessions")).file_uris()):
+        path = Path(uri)
         days.setdefault(path.parent.name, []).append((path.name, path.stat().st_ino))
     return days
 
