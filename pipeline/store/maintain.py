@@ -3,11 +3,14 @@ small files), each one commit that carries the manifest on."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+from deltalake import DeltaTable
 from deltalake.transaction import CommitProperties
 
 from pipeline.errors import PipelineError, WarehouseError
@@ -15,6 +18,7 @@ from pipeline.output import Column
 from pipeline.query import Rows
 from pipeline.store import database, location, lock, reader, runs, tables
 from pipeline.store import migrate as convert
+from pipeline.store.location import Warehouse
 from pipeline.store.tables import Version
 
 # Files replaced by a commit stay this long by default: a reader of an older version (or a
@@ -56,6 +60,37 @@ def _carry(version: Version) -> CommitProperties:
     return CommitProperties(custom_metadata={k: v for k, v in metadata.items() if v})
 
 
+@contextmanager
+def _maintaining(
+    where: object, dead_run_hours: int
+) -> Iterator[tuple[Warehouse, Version, MaintenanceReport]]:
+    """Hold the warehouse for one maintenance command: locked, cleaned of what killed runs
+    left (as an ingest does; rejects of runs that never committed, older than
+    `dead_run_hours` on object storage, where an ingest may be between its two commits), and
+    its views file brought up to date after."""
+    wh, _ = reader.version(where)  # type: ignore[arg-type]
+    report = MaintenanceReport(str(wh))
+    with lock.held(wh):
+        wh, version = reader.version(wh)
+        committed = set(version.runs)
+        if wh.local is not None:
+            runs.clean(wh, committed)
+        if version.rejects is not None:
+            runs.drop_rejects(wh, version.rejects, committed, dead_run_hours)
+        yield wh, version, report
+        latest = tables.at(wh)
+        assert latest is not None
+        report.version = latest.number
+        database.refresh(wh)
+
+
+def _tables(wh: Warehouse, names: tuple[str, ...]) -> Iterator[tuple[str, DeltaTable]]:
+    for name in names:
+        table = tables.load(wh, name)
+        if table is not None:
+            yield name, table
+
+
 def vacuum(
     where: object, retain_hours: int = RETAIN_HOURS, force: bool = False
 ) -> MaintenanceReport:
@@ -70,19 +105,8 @@ def vacuum(
             "readers of older versions and --as-of queries would lose their files; add --force "
             "if no one reads older versions"
         )
-    wh, version = reader.version(where)  # type: ignore[arg-type]
-    report = MaintenanceReport(str(wh))
-    with lock.held(wh):
-        wh, version = reader.version(wh)
-        committed = set(version.runs)
-        if wh.local is not None:
-            runs.clean(wh, committed)
-        if version.rejects is not None:
-            runs.drop_rejects(wh, version.rejects, committed, retain_hours)
-        for name in (tables.REJECTS, tables.SESSIONS):
-            table = tables.load(wh, name)
-            if table is None:
-                continue
+    with _maintaining(where, retain_hours) as (wh, version, report):
+        for name, table in _tables(wh, (tables.REJECTS, tables.SESSIONS)):
             with tables.errors(wh, name):
                 report.files_deleted += table.vacuum(
                     retention_hours=retain_hours,
@@ -94,43 +118,22 @@ def vacuum(
                     full=True,
                     commit_properties=_carry(version),
                 )
-        latest = tables.at(wh)
-        assert latest is not None
-        report.version = latest.number
-        database.refresh(wh)
     return report
 
 
 def optimize(where: object) -> MaintenanceReport:
     """Compact each day's small files into few large ones (one commit; readers see the same
-    rows before and after; the replaced files stay until vacuum)."""
-    wh, version = reader.version(where)  # type: ignore[arg-type]
-    report = MaintenanceReport(str(wh))
-    with lock.held(wh):
-        wh, version = reader.version(wh)
-        # First what killed runs left, as an ingest does: compaction merges rejects files,
-        # and the rows of a run that never committed, once in a file of no run's name, could
-        # no longer be told apart by `drop_rejects` (which goes by the file names). On object
-        # storage, where an ingest may be between its two commits, only week-old runs.
-        committed = set(version.runs)
-        if wh.local is not None:
-            runs.clean(wh, committed)
-        if version.rejects is not None:
-            runs.drop_rejects(wh, version.rejects, committed, RETAIN_HOURS)
-        for name in (tables.SESSIONS, tables.REJECTS):
-            table = tables.load(wh, name)
-            if table is None:
-                continue
+    rows before and after; the replaced files stay until vacuum). What killed runs left is
+    cleaned first: compaction merges rejects files, and the rows of a run that never
+    committed, once in a file of no run's name, could no longer be told apart."""
+    with _maintaining(where, RETAIN_HOURS) as (wh, version, report):
+        for name, table in _tables(wh, (tables.SESSIONS, tables.REJECTS)):
             with tables.errors(wh, name):
                 metrics = table.optimize.compact(
                     target_size=TARGET_FILE_BYTES, commit_properties=_carry(version)
                 )
             report.files_added += int(metrics.get("numFilesAdded", 0))
             report.files_removed += int(metrics.get("numFilesRemoved", 0))
-        latest = tables.at(wh)
-        assert latest is not None
-        report.version = latest.number
-        database.refresh(wh)
     return report
 
 
