@@ -115,8 +115,9 @@ def _check_keys(con: duckdb.DuckDBPyConnection, source: str, report: CheckReport
     """Sessions stored twice, or under a date that is not theirs."""
     (report.sessions,) = con.sql(f"SELECT count(*) FROM {source}").fetchall()[0]
     duplicates = con.sql(
-        f"SELECT session_key, count(*), list(DISTINCT CAST({PARTITION_COLUMN} AS VARCHAR) "
-        f"ORDER BY 1) FROM {source} GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+        f"SELECT session_key, count(*), "
+        f"list_sort(list(DISTINCT CAST({PARTITION_COLUMN} AS VARCHAR))) "
+        f"FROM {source} GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
     ).fetchall()
     for key, count, where in duplicates:
         report.problems.append(
@@ -126,7 +127,7 @@ def _check_keys(con: duckdb.DuckDBPyConnection, source: str, report: CheckReport
             )
         )
     misplaced = con.sql(
-        f"SELECT count(*), list(DISTINCT CAST({PARTITION_COLUMN} AS VARCHAR) ORDER BY 1) "
+        f"SELECT count(*), list_sort(list(DISTINCT CAST({PARTITION_COLUMN} AS VARCHAR))) "
         f"FROM {source} WHERE CAST(timestamp AS DATE) <> {PARTITION_COLUMN}"
     ).fetchall()[0]
     if misplaced[0]:
