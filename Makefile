@@ -35,7 +35,7 @@ test: $(STAMP) $(DUCKDB1)/.installed ## Lint, type-check and run the tests
 	$(BIN)/ruff check pipeline schemas tests bench
 	$(BIN)/ruff format --check pipeline schemas tests bench
 	$(BIN)/mypy pipeline schemas
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 BENCH_ARGS ?=
 bench: $(STAMP) ## Benchmark ingest and views against DuckDB, polars and pandas (about 30 min; BENCH_ARGS="--scale 0.1")
