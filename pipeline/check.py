@@ -68,12 +68,12 @@ def check_version(wh: Warehouse, version: Version) -> CheckReport:
     readable = []
     for stored in files:
         try:
-            opened = pq.ParquetFile(_in_fs(stored.location), filesystem=fs)
+            opened = pq.ParquetFile(location.fs_path(stored.location), filesystem=fs)
             schema = opened.schema_arrow
             opened.read()  # every page, not only the footer
         except Exception as exc:  # any failure to read is the finding
             report.problems.append(
-                Problem(f"{stored.location}: cannot be read ({_one_line(exc)})", _REINGEST)
+                Problem(f"{stored.location}: cannot be read ({location.describe(exc)})", _REINGEST)
             )
             continue
         if [(f.name, f.type) for f in schema] != expected:
@@ -95,20 +95,14 @@ def check_version(wh: Warehouse, version: Version) -> CheckReport:
             f"SELECT count(*) FROM {relations.rejects_source(con, version)}"
         ).fetchall()[0]
     except (duckdb.Error, OSError) as exc:
-        report.problems.append(Problem(f"{wh}: cannot be read ({_one_line(exc)})", _REINGEST))
+        report.problems.append(
+            Problem(f"{wh}: cannot be read ({location.describe(exc)})", _REINGEST)
+        )
     finally:
         con.close()
     if wh.local is not None:
         _check_database(wh, version, report)
     return report
-
-
-def _in_fs(location: str) -> str:
-    return location.split("://", 1)[1] if "://" in location else location
-
-
-def _one_line(exc: BaseException) -> str:
-    return location.describe(exc)
 
 
 def _check_keys(con: duckdb.DuckDBPyConnection, source: str, report: CheckReport) -> None:
@@ -185,7 +179,7 @@ def _check_database(wh: Warehouse, version: Version, report: CheckReport) -> Non
         latest = tables.at(wh)
         if latest is not None and latest.number != version.number:
             return  # an ingest committed as the check read: its guards refuse, as they must
-        report.problems.append(Problem(f"{path}: {_one_line(exc)}", fix))
+        report.problems.append(Problem(f"{path}: {location.describe(exc)}", fix))
         return
     latest = tables.at(wh)
     if latest is not None and latest.number != version.number:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -123,6 +126,44 @@ def rejects(warehouse: Path) -> list[dict[str, Any]]:
     con.register("delta_rejects", table)
     rel = con.sql("SELECT * FROM delta_rejects ORDER BY source_file, element")
     return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+def start(*args: str | Path) -> subprocess.Popen[str]:
+    """The installed CLI, started and left running (to be stopped or killed)."""
+    return subprocess.Popen(
+        [str(SESSIONS), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def write_big_export(path: Path, count: int, seed: int) -> Path:
+    """`count` generated sessions as NDJSON, with ids of their own (`big_…`), so that it adds
+    sessions beside the small exports'."""
+    from pipeline.generate import as_text, sessions
+
+    data = sessions(count, seed=seed)
+    as_text(data).with_columns(session_id="big_" + data["session_id"]).write_ndjson(path)
+    return path
+
+
+def same_csv(left: str, right: str) -> bool:
+    """The same rows, numbers within 1e-9 relative: DuckDB's parallel sums add in any order."""
+    a, b = list(csv.reader(io.StringIO(left))), list(csv.reader(io.StringIO(right)))
+    if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b, strict=True)):
+        return False
+    for x, y in zip(a, b, strict=True):
+        for u, v in zip(x, y, strict=True):
+            if u == v:
+                continue
+            try:
+                if math.isclose(float(u), float(v), rel_tol=1e-9):
+                    continue
+            except ValueError:
+                pass
+            return False
+    return True
 
 
 def tree(path: Path) -> dict[str, bytes]:

@@ -55,11 +55,6 @@ def _sources(wh: Warehouse, version: Version | None) -> dict[str, str]:
         con.close()
 
 
-def statements(wh: Warehouse, version: Version | None) -> list[str]:
-    sources = _sources(wh, version)
-    return views.statements(sources["sessions"], sources["rejects"])
-
-
 def build(wh: Warehouse, version: Version | None) -> None:
     """Build the database for `version`, replacing the one there in one rename."""
     if wh.local is None:
@@ -68,19 +63,8 @@ def build(wh: Warehouse, version: Version | None) -> None:
     _remove_leftovers(wh)
     building = wh.local / f".{views.DATABASE}.{uuid.uuid4().hex[:8]}"
     try:
-        con = duckdb.connect()
-        try:
-            con.execute(
-                f"ATTACH {views.sql_path(building)} AS warehouse "
-                f"(STORAGE_VERSION '{views.STORAGE_VERSION}')"
-            )
-            con.execute("USE warehouse")
-            for statement in statements(wh, version):
-                con.execute(statement)
-            con.execute("USE memory")
-            con.execute("DETACH warehouse")
-        finally:
-            con.close()
+        sources = _sources(wh, version)
+        views.build_database(building, sources["sessions"], sources["rejects"])
         os.replace(building, target)
         # A write-ahead log left beside the database by a client that opened it for writing
         # and died belongs to the database just replaced; replayed on the new one it would

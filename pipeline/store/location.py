@@ -187,6 +187,11 @@ _XML_DECLARATION = re.compile(r"<\?xml[^>]*\?>")
 _NO_CREDENTIALS = ("169.254.169.254", "no credentials", "credentials not found")
 
 
+def fs_path(uri: str) -> str:
+    """A file's place as a pyarrow filesystem takes it: `bucket/key` without the scheme."""
+    return uri.split("://", 1)[1] if "://" in uri else uri
+
+
 def describe(exc: BaseException) -> str:
     """An error as one line: no terminal colours, S3's XML error as `Code: Message`, and a
     missing credential said as such."""

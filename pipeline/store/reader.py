@@ -66,7 +66,7 @@ def _version_at(wh: Warehouse, moment: datetime) -> int | None:
     try:
         entries = DeltaTable(wh.table(tables.SESSIONS)).history()
     except (DeltaError, OSError) as exc:
-        raise WarehouseError(f"cannot read the history of {wh}: {_one_line(exc)}") from None
+        raise WarehouseError(f"cannot read the history of {wh}: {location.describe(exc)}") from None
     limit = int(moment.timestamp() * 1000)
     versions = [
         (int(e["version"]), int(e["timestamp"]))
@@ -105,18 +105,9 @@ def _missing(wh: Warehouse, stored: list[StoredFile]) -> list[str]:
         return [f.path for f in stored if not Path(f.location).exists()]
     fs, _ = wh.filesystem()
     try:
-        infos = fs.get_file_info([_in_fs(f.location) for f in stored])
+        infos = fs.get_file_info([location.fs_path(f.location) for f in stored])
     except OSError as exc:
-        raise WarehouseError(f"cannot reach {wh}: {_one_line(exc)}") from None
+        raise WarehouseError(f"cannot reach {wh}: {location.describe(exc)}") from None
     return [
         f.path for f, info in zip(stored, infos, strict=True) if info.type == pafs.FileType.NotFound
     ]
-
-
-def _in_fs(uri: str) -> str:
-    # pyarrow's S3 filesystem takes `bucket/key`, without the scheme.
-    return uri.split("://", 1)[1] if "://" in uri else uri
-
-
-def _one_line(exc: BaseException) -> str:
-    return location.describe(exc)

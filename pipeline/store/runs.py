@@ -118,13 +118,11 @@ def started(run_id: str) -> datetime | None:
         return None
 
 
-def clean(wh: Warehouse, committed_runs: set[str]) -> list[str]:
+def clean(wh: Warehouse, committed_runs: set[str]) -> None:
     """On a local warehouse whose lock is held: remove what runs that never committed left
-    (staging folders, data files), and give the ids of such runs (their rejects rows are to
-    be removed from the rejects table)."""
+    (staging folders, data files, manifests); their rejects rows are `drop_rejects`' work."""
     assert wh.local is not None
     shutil.rmtree(wh.local / STAGING, ignore_errors=True)
-    dead: set[str] = set()
     named: set[str] | None = None
     for name in (tables.SESSIONS, tables.REJECTS):
         folder = wh.local / name
@@ -134,21 +132,20 @@ def clean(wh: Warehouse, committed_runs: set[str]) -> list[str]:
             if "_delta_log" in path.parts:
                 continue
             found = _OWN_FILE.match(path.name)
-            if found and found.group(1) not in committed_runs:
-                dead.add(found.group(1))
-                # A rejects file that a commit named stays for the versions that read it
-                # (`drop_rejects` takes it out, vacuum deletes it); one no commit ever named
-                # was placed by a run killed before its rejects commit: nothing reads it.
-                if name == tables.SESSIONS or path.relative_to(folder).as_posix() not in (
-                    named := named if named is not None else _ever_named(folder)
-                ):
-                    path.unlink(missing_ok=True)
+            if not found or found.group(1) in committed_runs:
+                continue
+            # A rejects file that a commit named stays for the versions that read it
+            # (`drop_rejects` takes it out, vacuum deletes it); one no commit ever named was
+            # placed by a run killed before its rejects commit: nothing reads it.
+            if name == tables.SESSIONS or path.relative_to(folder).as_posix() not in (
+                named := named if named is not None else _ever_named(folder)
+            ):
+                path.unlink(missing_ok=True)
     for stray in (
         (wh.local / "manifests").glob("*.json") if (wh.local / "manifests").is_dir() else []
     ):
         if stray.stem not in committed_runs and re.fullmatch(RUN_ID, stray.stem):
             stray.unlink(missing_ok=True)
-    return sorted(dead)
 
 
 def _ever_named(folder: Path) -> set[str]:

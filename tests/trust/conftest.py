@@ -7,19 +7,15 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from pipeline.generate import as_text, sessions
 from pipeline.store import location, runs, tables
+from tests.conftest import write_big_export
 
 BIG_SESSIONS = 70_000
 
 
 @pytest.fixture(scope="session")
 def big_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("big") / "big.ndjson"
-    data = sessions(BIG_SESSIONS, seed=21)
-    # Other ids than the small exports', so that the big one adds sessions.
-    as_text(data).with_columns(session_id="big_" + data["session_id"]).write_ndjson(path)
-    return path
+    return write_big_export(tmp_path_factory.mktemp("big") / "big.ndjson", BIG_SESSIONS, 21)
 
 
 def state(wh: Path) -> tuple[int, int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,19 +12,10 @@ from pathlib import Path
 import duckdb
 
 from pipeline.store import database, location
-from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
+from tests.conftest import ndjson, run_cli, session, start, tree
 from tests.trust.conftest import BIG_SESSIONS, leftovers, state
 
 KILLS = 20
-
-
-def start(*args: str | Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(SESSIONS), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def views_count(wh: Path) -> int:

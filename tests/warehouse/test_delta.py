@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from deltalake import DeltaTable
 from pipeline.generate import as_text, sessions
 from pipeline.store import location, tables
 from schemas import STORED_FIELDS
-from tests.conftest import SESSIONS, ndjson, run_cli, session
+from tests.conftest import SESSIONS, ndjson, run_cli, same_csv, session
 from tests.conftest import rejects as delta_rejects
 
 Write = Callable[[str, bytes], Path]
@@ -51,24 +50,6 @@ def refused(code: int, *args: str | Path) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
-
-
-def same_csv(left: str, right: str) -> bool:
-    """The same rows, numbers within 1e-9 relative: DuckDB's parallel sums add in any order."""
-    a, b = list(csv.reader(io.StringIO(left))), list(csv.reader(io.StringIO(right)))
-    if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b, strict=True)):
-        return False
-    for x, y in zip(a, b, strict=True):
-        for u, v in zip(x, y, strict=True):
-            if u == v:
-                continue
-            try:
-                if math.isclose(float(u), float(v), rel_tol=1e-9):
-                    continue
-            except ValueError:
-                pass
-            return False
-    return True
 
 
 def ingest(wh: Path, path: Path) -> str:

@@ -10,10 +10,7 @@ with the key below.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -28,7 +25,7 @@ from deltalake import DeltaTable
 
 from pipeline import views
 from schemas import STORED_FIELDS
-from tests.conftest import SESSIONS, ndjson, run_cli, session
+from tests.conftest import SESSIONS, ndjson, run_cli, same_csv, session
 
 FIXTURE = Path(__file__).parent / "snapshot-warehouse.tar.gz"
 KEY = "0123456789abcdef0123456789abcdef0123"
@@ -93,24 +90,6 @@ def new_rejects(wh: Path) -> list[tuple[Any, ...]]:
     con.execute("SET TimeZone = 'UTC'")
     con.register("delta_rejects", DeltaTable(str(wh / "rejects")).to_pyarrow_table())
     return con.sql(REJECT_ROWS.format("delta_rejects")).fetchall()
-
-
-def same_csv(left: str, right: str) -> bool:
-    """The same rows, numbers within 1e-9 relative (the order of a sum's terms changed)."""
-    a, b = list(csv.reader(io.StringIO(left))), list(csv.reader(io.StringIO(right)))
-    if sorted(map(len, a)) != sorted(map(len, b)) or len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        for u, v in zip(x, y, strict=True):
-            if u == v:
-                continue
-            try:
-                if math.isclose(float(u), float(v), rel_tol=1e-9):
-                    continue
-            except ValueError:
-                pass
-            return False
-    return True
 
 
 def stats(wh: Path) -> str:

@@ -23,9 +23,8 @@ import pytest
 from deltalake import DeltaTable
 
 from pipeline import pii
-from pipeline.generate import as_text, sessions
 from tests import s3
-from tests.conftest import SESSIONS, ndjson, run_cli, session
+from tests.conftest import ndjson, run_cli, session, start, write_big_export
 from tests.warehouse.conftest import S3Warehouse
 
 Write = Callable[[str, bytes], Path]
@@ -200,15 +199,6 @@ def test_every_reading_command_and_delta_readers(
 # --- two writers ----------------------------------------------------------------------------
 
 
-def start(*args: str | Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(SESSIONS), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def session_ids(wh: S3Warehouse) -> set[str]:
     return set(durations(wh))
 
@@ -294,10 +284,7 @@ KILLS = 4
 
 @pytest.fixture(scope="module")
 def kill_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("s3-kill") / "big.ndjson"
-    data = sessions(KILL_SESSIONS, seed=5)
-    as_text(data).with_columns(session_id="big_" + data["session_id"]).write_ndjson(path)
-    return path
+    return write_big_export(tmp_path_factory.mktemp("s3-kill") / "big.ndjson", KILL_SESSIONS, 5)
 
 
 def copy_prefix(server: s3.S3Server, source: str, target: str) -> None:
