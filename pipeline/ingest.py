@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import glob
+import os
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -13,10 +14,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import manifest, memory, pii, stops
+from pipeline import manifest, memory, pii, stops, views
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
-from pipeline.read import Source, read_export, sniff
+from pipeline.read import Format, Source, fast, fast_csv, fast_ndjson, read_export, sniff
 from pipeline.read.ahead import read_ahead
 from pipeline.read.gather import gathered
 from pipeline.report import FileReport, IngestReport, SkippedFile
@@ -246,16 +247,73 @@ def _ingest_file(
     pseudonyms: pii.Pseudonyms | None,
     progress: Progress | None,
 ) -> FileReport:
+    """Stage one file's rows: the fast reader's if it can read the file, else the exact one's
+    (from the start again: what the fast reader staged of it is removed)."""
+    for attempt in _attempts(source):
+        try:
+            return _stage_file(run, con, seq, source, options, pseudonyms, progress, attempt)
+        except fast.Fallback:
+            for folder in (run.accepted, run.rejected):
+                for staged in folder.glob(f"{seq:06d}-*.parquet"):
+                    staged.unlink()
+    raise AssertionError("the exact reader does not fall back")
+
+
+# How a file is read: fast (each line parsed as is), fast with every line parsed under `try`
+# (a file with a line that is not JSON), and exact (anything either cannot read as it is).
+_FAST, _FAST_TOLERANT, _EXACT = "fast", "fast, tolerant", "exact"
+
+
+def _attempts(source: Source) -> list[str]:
+    if _exact_only():
+        return [_EXACT]
+    if fast_ndjson.eligible(source):
+        return [_FAST, _FAST_TOLERANT, _EXACT]
+    if fast_csv.header(source) is not None:
+        return [_FAST, _EXACT]
+    return [_EXACT]
+
+
+def _exact_only() -> bool:
+    # The exact reader for every file: what the fast one is tested against.
+    return os.environ.get(EXACT_ENV, "") not in ("", "0")
+
+
+EXACT_ENV = "SESSIONS_EXACT_READER"
+
+
+def _stage_file(
+    run: Run,
+    con: duckdb.DuckDBPyConnection,
+    seq: int,
+    source: Source,
+    options: Options,
+    pseudonyms: pii.Pseudonyms | None,
+    progress: Progress | None,
+    attempt: str,
+) -> FileReport:
     stats = FileReport(source.name, source.format.value, encoding=source.encoding)
     # The reader runs in its own thread with its own connection (one DuckDB connection serves
     # one thread at a time) and its own list of warnings, so that their order is the file's.
-    reader = con.cursor()
     read_warnings: list[str] = []
-    frames = gathered(read_export(source, reader, read_warnings.append))
+    if attempt == _EXACT:
+        reader = con.cursor()
+        exact = gathered(read_export(source, reader, read_warnings.append))
+        frames: Iterator[tuple[str, pl.DataFrame]] = (("raw", frame) for frame in exact)
+    else:
+        reader = _fast_connection(run, options)
+        names = fast_csv.header(source) if source.format is Format.CSV else None
+        frames = (
+            fast_csv.read(source, reader, read_warnings.append, names)
+            if names is not None
+            else fast_ndjson.read(
+                source, reader, read_warnings.append, tolerant=attempt == _FAST_TOLERANT
+            )
+        )
     batches = read_ahead(frames, reader.interrupt)
     try:
-        for batch_no, raw in enumerate(batches):
-            checked = validate(parse(raw, options.naive_timezone))
+        for batch_no, (kind, raw) in enumerate(batches):
+            checked = validate(raw if kind == "typed" else parse(raw, options.naive_timezone))
             ok = checked["_reasons"].list.len() == 0
             accepted, rejected = checked.filter(ok), checked.filter(~ok)
             accepted, rejected = _protect(accepted, rejected, options.pii, pseudonyms)
@@ -263,7 +321,8 @@ def _ingest_file(
             if len(accepted):
                 # Staging is read once, by the merge: fast to write beats small.
                 staged = _stored(accepted, source, seq, run)
-                staged.write_parquet(run.accepted / name, compression="lz4")
+                # No statistics: nothing filters staged rows, and they took half the write.
+                staged.write_parquet(run.accepted / name, compression="lz4", statistics=False)
             if len(rejected):
                 _quarantined(rejected, source, seq, run).write_parquet(run.rejected / name)
                 stats.rejected_by_reason.update(_reason_counts(rejected))
@@ -281,6 +340,16 @@ def _ingest_file(
     if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
         raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
     return stats
+
+
+def _fast_connection(run: Run, options: Options) -> duckdb.DuckDBPyConnection:
+    """A DuckDB of its own for the fast reader: it keeps the file's order (the ingest's
+    connection does not), in UTC, within the ingest's memory budget, spilling into the run."""
+    reader = duckdb.connect()
+    reader.execute("SET TimeZone = 'UTC'")
+    reader.execute(f"SET memory_limit = '{memory.parse(options.memory_limit)}'")
+    reader.execute(f"SET temp_directory = {views.quote(str(run.staging / 'spill-read'))}")
+    return reader
 
 
 def _protect(
