@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -249,13 +250,19 @@ def _ingest_file(
 ) -> FileReport:
     """Stage one file's rows: the fast reader's if it can read the file, else the exact one's
     (from the start again: what the fast reader staged of it is removed)."""
+    note = ""
     for attempt in _attempts(source):
         try:
-            return _stage_file(run, con, seq, source, options, pseudonyms, progress, attempt)
-        except fast.Fallback:
+            stats = _stage_file(run, con, seq, source, options, pseudonyms, progress, attempt)
+        except fast.Fallback as exc:
+            note = str(exc)
             for folder in (run.accepted, run.rejected):
                 for staged in folder.glob(f"{seq:06d}-*.parquet"):
                     staged.unlink()
+            continue
+        stats.reader = "exact" if attempt == _EXACT else "fast"
+        stats.read_note = note if attempt == _EXACT else ""
+        return stats
     raise AssertionError("the exact reader does not fall back")
 
 
@@ -296,6 +303,7 @@ def _stage_file(
     # The reader runs in its own thread with its own connection (one DuckDB connection serves
     # one thread at a time) and its own list of warnings, so that their order is the file's.
     read_warnings: list[str] = []
+    zones: Counter[str] = Counter()  # accepted rows by agent_timezone
     if attempt == _EXACT:
         reader = con.cursor()
         exact = gathered(read_export(source, reader, read_warnings.append))
@@ -316,6 +324,12 @@ def _stage_file(
             checked = validate(raw if kind == "typed" else parse(raw, options.naive_timezone))
             ok = checked["_reasons"].list.len() == 0
             accepted, rejected = checked.filter(ok), checked.filter(~ok)
+            if kind == "typed" and len(rejected):
+                # The fast reader hands on as typed only rows the schema should take; one it
+                # rejects has no record to quarantine with: the exact reader reads the file.
+                raise fast.Fallback(
+                    f"the schema rejected a row read fast: {_reason_counts(rejected)}"
+                )
             accepted, rejected = _protect(accepted, rejected, options.pii, pseudonyms)
             name = f"{seq:06d}-{batch_no:06d}.parquet"
             if len(accepted):
@@ -330,13 +344,14 @@ def _stage_file(
             stats.rows_accepted += len(accepted)
             stats.rows_rejected += len(rejected)
             stats.unknown_fields.update(_unknown_keys(raw))
-            _warn_timezones(accepted, stats)
+            zones.update(_timezone_counts(accepted))
             if progress is not None:
                 progress(source.name, len(raw))
     finally:
         batches.close()
         reader.close()
     stats.warnings[:0] = read_warnings
+    stats.warnings += _timezone_warnings(zones)
     if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
         raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
     return stats
@@ -464,12 +479,17 @@ def _unknown_keys(raw: pl.DataFrame) -> set[str]:
     return set(keys.filter(~keys.is_in(list(key_aliases()))).unique().to_list())
 
 
-def _warn_timezones(accepted: pl.DataFrame, stats: FileReport) -> None:
-    # A batch has a handful of timezones: each is looked up once, not once a row.
-    counted = accepted.group_by("agent_timezone").len().sort("agent_timezone")
-    for name, count in counted.iter_rows():
-        if name is not None and name not in _timezones():
-            stats.warnings.append(
-                f"{count} row(s) with agent_timezone {name!r}, not an IANA timezone: "
-                "kept, and read as UTC for local times"
-            )
+def _timezone_counts(accepted: pl.DataFrame) -> Counter[str]:
+    # A batch has a handful of timezones: counted by value, not looked at row by row.
+    counted = accepted.group_by("agent_timezone").len().drop_nulls("agent_timezone")
+    return Counter(dict(counted.iter_rows()))
+
+
+def _timezone_warnings(zones: Counter[str]) -> list[str]:
+    """One warning per timezone of the file that is not an IANA name (each looked up once)."""
+    return [
+        f"{count} row(s) with agent_timezone {name!r}, not an IANA timezone: "
+        "kept, and read as UTC for local times"
+        for name, count in sorted(zones.items())
+        if name not in _timezones()
+    ]

@@ -28,7 +28,7 @@ import pyarrow as pa
 from pipeline.read import fast, strict
 from pipeline.read.json_records import META_COLUMNS
 from pipeline.read.records import iter_records
-from pipeline.read.source import BOM, Format, Source, open_bytes
+from pipeline.read.source import Format, Source, open_bytes
 from schemas import FIELD_NAMES, key_aliases, repeated_fields
 
 # Odd records kept aside until the end, at most: a file with more is read the exact way.
@@ -37,13 +37,14 @@ MAX_LINE_BYTES = 1 << 20
 
 
 def header(source: Source) -> list[str] | None:
-    """The names of `source`'s columns, if the fast reader may read it: a UTF-8 CSV without a
-    byte order mark whose header is one line and names each field once."""
+    """The names of `source`'s columns, if the fast reader may read it: a UTF-8 CSV whose
+    header is one line and names each field once. (A byte order mark DuckDB drops, as the
+    exact reader does; `open_bytes` drops it here.)"""
     if source.format is not Format.CSV or source.encoding != "utf-8":
         return None
     with open_bytes(source) as stream:
         head = stream.read(1 << 20)
-    if head.startswith(BOM) or b"\n" not in head:
+    if b"\n" not in head:
         return None
     line = head.split(b"\n", 1)[0]
     try:
@@ -108,9 +109,13 @@ def _split(
         frame = pl.from_arrow(rows.select([*FIELD_NAMES, *_raw_names(len(names))]))
         assert isinstance(frame, pl.DataFrame)
         extra, keys = _extra_fields(frame, names)
+        unknown = frame.with_columns(extra.alias("extra_fields"), keys.alias("_keys")).select(
+            "extra_fields", "_keys"
+        )
         typed = (
             fast.with_meta(frame.select(FIELD_NAMES), line[ok], element[ok])
-            .with_columns(extra.alias("extra_fields"), keys.alias("_keys"))
+            .drop("extra_fields", "_keys")
+            .hstack(unknown)
             .select(*FIELD_NAMES, *META_COLUMNS, "_reasons")
         )
     if not ok.all():

@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.read import fast, json_records, strict
-from pipeline.read.source import BOM, Format, Source, open_bytes
+from pipeline.read.source import Format, Source, open_bytes
 from schemas import FIELD_NAMES, key_aliases
 
 # The most a line may have for DuckDB's line reader (its default is 2 MB); a longer one is
@@ -35,8 +35,8 @@ MAX_LINE_BYTES = 1 << 20
 
 
 def eligible(source: Source) -> bool:
-    """Whether the fast reader may try `source`: NDJSON in UTF-8 without a byte order mark
-    (DuckDB would read the mark into the first line; the exact reader drops it)."""
+    """Whether the fast reader may try `source`: NDJSON in UTF-8 whose first line has the
+    usual keys. (A byte order mark DuckDB drops, as the exact reader does.)"""
     if source.format is not Format.NDJSON or source.encoding != "utf-8":
         return False
     with open_bytes(source) as stream:
@@ -45,9 +45,7 @@ def eligible(source: Source) -> bool:
 
 def _usual_keys(head: bytes) -> tuple[str, ...]:
     """The keys of the file's first line, if they are known and each given once (see
-    `json_records._usual_keys`); a file that starts with a byte order mark has none here."""
-    if head.startswith(BOM):
-        return ()
+    `json_records._usual_keys`)."""
     for line in head.split(b"\n"):
         if line.strip(b" \t\r"):
             if len(line) == len(head) and len(head) >= 1 << 20:

@@ -14,7 +14,7 @@ declines.
 from __future__ import annotations
 
 from pipeline.transform import BLANK
-from schemas import SESSION_FIELDS, TIMESTAMP_WINDOW, Field, Kind
+from schemas import MAX_DURATION_S, SESSION_FIELDS, TIMESTAMP_WINDOW, Field, Kind
 
 # The layouts taken here, each a full match. A timestamp: the API's own (UTC, `Z`, up to
 # microseconds; hours up to 23 and seconds up to 59, which every parser agrees on). An
@@ -62,6 +62,10 @@ def typed(field: Field, text_sql: str) -> tuple[str, str | None]:
             f"({text_sql} IS NULL OR (regexp_full_match({text_sql}, {_literal(_NUMBER)})"
             f" AND isfinite({number})))"
         )
+        if field.name == "duration":
+            # The schema's rules for a duration, so that a value it rejects goes the exact way
+            # (which keeps its record for the quarantine); Pandera still decides.
+            sure = sure[:-1] + f" AND {number} >= 0 AND {number} <= {MAX_DURATION_S})"
         # -0.0 is stored as 0.0, as the transform does (see `parse_float`).
         return f"CASE WHEN {number} = 0 THEN 0.0::DOUBLE ELSE {number} END", sure
     if field.kind is Kind.BOOL:
@@ -78,11 +82,16 @@ def columns(values: dict[str, str], suspect: str) -> tuple[list[str], str]:
         raw = values.get(field.name)
         if raw is None:
             selected.append(f'NULL::{field.duckdb_type} AS "{field.name}"')
+            if not field.nullable:
+                sure.append("false")
             continue
         value, certain = typed(field, f'"{_TEXT}{field.name}"')
         selected.append(f'{value} AS "{field.name}"')
         if certain is not None:
             sure.append(certain)
+        if not field.nullable:
+            # A missing value is the schema's to reject (see `certain` of a duration).
+            sure.append(f'"{_TEXT}{field.name}" IS NOT NULL')
     return selected, " AND ".join(sure) or "true"
 
 
