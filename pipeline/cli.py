@@ -250,28 +250,30 @@ def ingest(
       4  more rows rejected than --max-reject-rate allows (nothing committed)
       130/143  stopped by Ctrl-C / SIGTERM (nothing committed)
     """
-    from pipeline.ingest import Options
+    from pipeline.ingest import Options, find_exports
     from pipeline.ingest import ingest as run_ingest
     from pipeline.pii import PiiMode
-    from pipeline.progress import Progress
+    from pipeline.progress import for_terminal
+    from pipeline.store import location
 
     options = Options(
         naive_timezone, max_reject_rate, force, PiiMode(pii), memory_limit=memory_limit
     )
-    # Progress only where a person watches: a terminal, and not --quiet or --json.
-    progress = Progress() if sys.stderr.isatty() and not (quiet or as_json) else None
-    try:
+    # Progress only where a person watches: a terminal, and not --quiet or --json. The files
+    # are found twice (here for their sizes, then by the ingest): a listing costs nothing.
+    watched = sys.stderr.isatty() and not (quiet or as_json)
+    found = find_exports(paths, location.of(warehouse).local) if watched else []
+    with for_terminal([(str(f), f.stat().st_size) for f in found], not watched) as progress:
         report = run_ingest(
             paths,
             warehouse,
             options,
             progress=progress,
-            notify=lambda m: click.echo(m, err=True),
+            # sys.stderr as it is at each note: while the bar shows, rich's stand-in, which
+            # prints the note above the bar (written beside it, it would be overdrawn).
+            notify=lambda m: click.echo(m, file=sys.stderr),
             on_commit=_hold_stops,
         )
-    finally:
-        if progress is not None:
-            progress.done()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif not quiet:

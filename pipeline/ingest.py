@@ -16,6 +16,7 @@ import polars as pl
 from pipeline import manifest, memory, pii, stops
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
+from pipeline.progress import QUIET, Display, text_size
 from pipeline.read import Source, read_export, sniff
 from pipeline.read.ahead import read_ahead
 from pipeline.read.gather import gathered
@@ -26,8 +27,6 @@ from pipeline.store.runs import Run
 from pipeline.transform import parse
 from pipeline.validate import validate
 from schemas import FIELD_NAMES, key_aliases
-
-Progress = Callable[[str, int], None]
 
 
 def find_exports(
@@ -94,7 +93,7 @@ def ingest(
     warehouse_dir: Path | str | Warehouse,
     options: Options = Options(),
     *,
-    progress: Progress | None = None,
+    progress: Display = QUIET,
     notify: Callable[[str], None] = lambda message: None,
     on_commit: Callable[[], None] | None = None,
 ) -> IngestReport:
@@ -131,6 +130,7 @@ def ingest(
             previous.pii_mode = options.pii.value
             previous.key_fingerprint = pii.fingerprint(key) if key is not None else None
             previous.ingests.append(report.manifest_entry(datetime.now(UTC)))
+            progress.phase("committing")
             with stops.held():
                 writer.commit(target, run, merged, rejects, previous)
                 report.committed = True
@@ -168,7 +168,7 @@ def _run(
     key: bytes | None,
     report: IngestReport,
     target: writer.Target,
-    progress: Progress | None,
+    progress: Display,
 ) -> tuple[merge.MergeResult, Path | None]:
     """Everything of one ingest up to, not including, its commit: the new files and counts."""
     con = merge.connect(run, options.memory_limit)
@@ -178,6 +178,7 @@ def _run(
             stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
             stats.sha256 = digest
             report.files.append(stats)
+        progress.phase("merging")
         merged = merge.merge(run, con, target.version)
         rejects = merge.write_rejects(run, con)
     finally:
@@ -244,8 +245,12 @@ def _ingest_file(
     source: Source,
     options: Options,
     pseudonyms: pii.Pseudonyms | None,
-    progress: Progress | None,
+    progress: Display,
 ) -> FileReport:
+    progress.file(source.name)
+    # Bytes done, estimated from the text of the records read (what the file holds, unpacked).
+    size = source.path.stat().st_size
+    per_text_byte, text_read = size / max(text_size(source.path, source.gzipped), 1), 0
     stats = FileReport(source.name, source.format.value, encoding=source.encoding)
     # The reader runs in its own thread with its own connection (one DuckDB connection serves
     # one thread at a time) and its own list of warnings, so that their order is the file's.
@@ -272,8 +277,8 @@ def _ingest_file(
             stats.rows_rejected += len(rejected)
             stats.unknown_fields.update(_unknown_keys(raw))
             _warn_timezones(accepted, stats)
-            if progress is not None:
-                progress(source.name, len(raw))
+            text_read += int(raw["_record"].str.len_bytes().sum() or 0)
+            progress.advance(round(text_read * per_text_byte), stats.rows_read)
     finally:
         batches.close()
         reader.close()
