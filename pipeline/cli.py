@@ -250,20 +250,17 @@ def ingest(
       4  more rows rejected than --max-reject-rate allows (nothing committed)
       130/143  stopped by Ctrl-C / SIGTERM (nothing committed)
     """
-    from pipeline.ingest import Options, find_exports
+    from pipeline.ingest import Options
     from pipeline.ingest import ingest as run_ingest
     from pipeline.pii import PiiMode
     from pipeline.progress import for_terminal
-    from pipeline.store import location
 
     options = Options(
         naive_timezone, max_reject_rate, force, PiiMode(pii), memory_limit=memory_limit
     )
-    # Progress only where a person watches: a terminal, and not --quiet or --json. The files
-    # are found twice (here for their sizes, then by the ingest): a listing costs nothing.
+    # Progress only where a person watches: a terminal, and not --quiet or --json.
     watched = sys.stderr.isatty() and not (quiet or as_json)
-    found = find_exports(paths, location.of(warehouse).local) if watched else []
-    with for_terminal([(str(f), f.stat().st_size) for f in found], not watched) as progress:
+    with for_terminal(_sizes(paths, warehouse) if watched else [], not watched) as progress:
         report = run_ingest(
             paths,
             warehouse,
@@ -278,6 +275,21 @@ def ingest(
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
         click.echo(report.to_text())
+
+
+def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
+    """The files an ingest of `paths` reads, with their sizes, for its progress. The ingest
+    finds them again (a listing costs nothing) and says what is wrong with them, in its order
+    of checks: here a path that names nothing is left to it."""
+    from pipeline.ingest import find_exports
+    from pipeline.store import location
+
+    try:
+        return [
+            (str(f), f.stat().st_size) for f in find_exports(paths, location.of(warehouse).local)
+        ]
+    except (PipelineError, OSError):
+        return []
 
 
 @main.command()

@@ -110,3 +110,18 @@ def test_ctrl_c_exits_130_and_leaves_one_line_and_no_bar(
     assert (row, col) == (len(lines) - 1, 0)
     assert not BAR_CHARACTERS & set("".join(lines))
     assert shown.decode() in seen  # the bar was drawn before the stop
+
+
+def test_an_error_on_a_terminal_is_one_line_in_the_ingest_s_order(tmp_path: Path) -> None:
+    # Both wrong: the ingest checks the timezone first, with a progress display or without.
+    missing = tmp_path / "missing.ndjson"
+    args = ("ingest", missing, "-w", tmp_path / "wh", "--naive-timezone", "Mars/Base")
+    code, out, seen = on_a_terminal(*args)
+    assert code == 2 and out == ""
+    lines, row, col = screen(seen)
+    assert lines == [
+        "error: Mars/Base: is not an IANA timezone name (e.g. UTC or America/Chicago)",
+        "",
+    ]
+    assert (row, col) == (1, 0)
+    assert run_cli(*args).stderr == lines[0] + "\n"
