@@ -169,8 +169,9 @@ class Progress:
             self.bars.update(self.current, description=self._label(name))
         else:
             # The files are read: the whole ingest is done with them, and the phase's clock starts.
-            self.advance(self.sizes.get(self.name, 0), self.rows)
-            self.bars.stop_task(self.overall)  # its rows/s stays the reading's
+            if self.index:
+                self.advance(self.sizes.get(self.name, 0), self.rows)
+                self.bars.stop_task(self.overall)  # its rows/s stays the reading's
             self.bars.reset(self.current, total=None, description=name, rows=0, kind="phase")
         self._draw()
 

@@ -126,6 +126,19 @@ def test_a_phase_of_the_whole_ingest_shows_how_long_it_has_run() -> None:
     assert "committing" in lines[1] and "merging" not in lines[1]
 
 
+def test_a_phase_before_any_file_is_the_whole_ingest_s() -> None:
+    stream, progress = drawn()
+    progress.phase("checking")
+    time.sleep(0.05)
+    progress.file("/exports/a.ndjson")
+    progress.advance(1_000_000, 1_000)
+    progress.phase("writing")
+    lines = screen(stream.getvalue())[0]
+    assert "writing 1/2 a.ndjson" in lines[1]
+    assert re.search(r"\b[1-9][\d,]* rows/s", lines[2]), lines  # the reading's clock: not stopped
+    progress.close()
+
+
 def test_close_erases_the_display_and_leaves_the_cursor_at_the_start_of_a_line() -> None:
     stream, progress = drawn()
     progress.file("/exports/a.ndjson")
