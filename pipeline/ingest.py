@@ -18,6 +18,7 @@ import polars as pl
 from pipeline import manifest, memory, pii, stops, views
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
+from pipeline.progress import QUIET, Display, text_size
 from pipeline.read import Format, Source, fast, fast_csv, fast_ndjson, read_export, sniff
 from pipeline.read.ahead import read_ahead
 from pipeline.read.gather import gathered
@@ -28,8 +29,6 @@ from pipeline.store.runs import Run
 from pipeline.transform import parse
 from pipeline.validate import validate
 from schemas import FIELD_NAMES, key_aliases
-
-Progress = Callable[[str, int], None]
 
 
 def find_exports(
@@ -96,7 +95,7 @@ def ingest(
     warehouse_dir: Path | str | Warehouse,
     options: Options = Options(),
     *,
-    progress: Progress | None = None,
+    progress: Display = QUIET,
     notify: Callable[[str], None] = lambda message: None,
     on_commit: Callable[[], None] | None = None,
 ) -> IngestReport:
@@ -133,6 +132,7 @@ def ingest(
             previous.pii_mode = options.pii.value
             previous.key_fingerprint = pii.fingerprint(key) if key is not None else None
             previous.ingests.append(report.manifest_entry(datetime.now(UTC)))
+            progress.phase("committing")
             with stops.held():
                 writer.commit(target, run, merged, rejects, previous)
                 report.committed = True
@@ -170,7 +170,7 @@ def _run(
     key: bytes | None,
     report: IngestReport,
     target: writer.Target,
-    progress: Progress | None,
+    progress: Display,
 ) -> tuple[merge.MergeResult, Path | None]:
     """Everything of one ingest up to, not including, its commit: the new files and counts."""
     con = merge.connect(run, options.memory_limit)
@@ -180,6 +180,7 @@ def _run(
             stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
             stats.sha256 = digest
             report.files.append(stats)
+        progress.phase("merging")
         merged = merge.merge(run, con, target.version)
         rejects = merge.write_rejects(run, con)
     finally:
@@ -246,7 +247,7 @@ def _ingest_file(
     source: Source,
     options: Options,
     pseudonyms: pii.Pseudonyms | None,
-    progress: Progress | None,
+    progress: Display,
 ) -> FileReport:
     """Stage one file's rows: the fast reader's if it can read the file, else the exact one's
     (from the start again: what the fast reader staged of it is removed)."""
@@ -296,9 +297,11 @@ def _stage_file(
     source: Source,
     options: Options,
     pseudonyms: pii.Pseudonyms | None,
-    progress: Progress | None,
+    progress: Display,
     attempt: str,
 ) -> FileReport:
+    progress.file(source.name)
+    size = source.path.stat().st_size
     stats = FileReport(source.name, source.format.value, encoding=source.encoding)
     # The reader runs in its own thread with its own connection (one DuckDB connection serves
     # one thread at a time) and its own list of warnings, so that their order is the file's.
@@ -319,6 +322,7 @@ def _stage_file(
             )
         )
     batches = read_ahead(frames, reader.interrupt)
+    done = _fraction_read(source, reader, fast_reader=attempt != _EXACT)
     try:
         for batch_no, (kind, raw) in enumerate(batches):
             checked = validate(raw if kind == "typed" else parse(raw, options.naive_timezone))
@@ -345,8 +349,7 @@ def _stage_file(
             stats.rows_rejected += len(rejected)
             stats.unknown_fields.update(_unknown_keys(raw))
             zones.update(_timezone_counts(accepted))
-            if progress is not None:
-                progress(source.name, len(raw))
+            progress.advance(round(size * done(raw)), stats.rows_read)
     finally:
         batches.close()
         reader.close()
@@ -355,6 +358,31 @@ def _stage_file(
     if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
         raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
     return stats
+
+
+def _fraction_read(
+    source: Source, reader: duckdb.DuckDBPyConnection, *, fast_reader: bool
+) -> Callable[[pl.DataFrame], float]:
+    """How much of the file is read, after each batch, for the progress display: DuckDB's own
+    progress of the fast reader's query; for the exact reader, the text of the records read
+    of the file's text (unpacked)."""
+    if fast_reader:
+        last = [0.0]
+
+        def by_duckdb(raw: pl.DataFrame) -> float:
+            # -1 where DuckDB cannot tell; never backwards.
+            last[0] = max(last[0], min(reader.query_progress(), 100.0) / 100)
+            return last[0]
+
+        return by_duckdb
+    total = max(text_size(source.path, source.gzipped), 1)
+    read = [0]
+
+    def by_text(raw: pl.DataFrame) -> float:
+        read[0] += int(raw["_record"].str.len_bytes().sum() or 0)
+        return min(read[0] / total, 1.0)
+
+    return by_text
 
 
 def _fast_connection(run: Run, options: Options) -> duckdb.DuckDBPyConnection:
