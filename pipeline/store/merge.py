@@ -30,7 +30,8 @@ MAX_READ_FACTOR = 4
 # group to compress), so two side by side keep both cores busy. (One COPY with DuckDB's
 # PARTITION_BY took 2-3x the CPU of the per-day COPYs on 1M sessions.)
 WRITERS = 2
-# Days one COPY writes: one.
+# Days one COPY writes (a write never holds several days' rows open at once, as DuckDB's
+# PARTITION_BY did, whose buffers could not spill).
 DAYS_PER_WRITE = 1
 
 
@@ -57,10 +58,6 @@ def connect(run: Run, memory_limit: str = memory.MEMORY_LIMIT) -> duckdb.DuckDBP
     # Bounded memory whatever the size of the ingest: DuckDB spills past this. (The spill
     # itself is bounded by DuckDB's default max_temp_directory_size, 90% of the free disk.)
     con.execute(f"SET memory_limit = '{memory.parse(memory_limit)}'")
-    # A partitioned write buffers this many rows per thread before it writes them out, and
-    # that buffer cannot spill: at DuckDB's default (524,288 rows) 5M sessions ran out of
-    # memory under the cap.
-    con.execute("SET partitioned_write_flush_threshold = 131072")
     return con
 
 
