@@ -228,7 +228,7 @@ def records(draw: st.DrawFn, camel: bool) -> object:
     for f in SESSION_FIELDS:
         key = f.camel if camel else f.name
         if draw(st.integers(0, 9)) == 0:
-            record[key] = draw(st.composite(lambda d: _VALUES[f.kind](d))())
+            record[key] = _VALUES[f.kind](draw)
         else:
             record[key] = _usual(f.name, draw(st.integers(0, 50)))
     if kind == "odd keys":
