@@ -1,0 +1,40 @@
+"""Spark local[2]: read with an explicit schema, dropDuplicates on session_id, a Parquet
+folder per day. Run only where pyspark imports and a Java runtime is found."""
+
+from __future__ import annotations
+
+import sys
+
+from pyspark.sql import SparkSession, functions
+
+from schemas import SESSION_FIELDS, Kind
+
+source, out = sys.argv[1], sys.argv[2]
+TYPES = {
+    Kind.TIMESTAMP: "timestamp",
+    Kind.STRING: "string",
+    Kind.INT: "bigint",
+    Kind.FLOAT: "double",
+    Kind.BOOL: "boolean",
+}
+schema = ", ".join(f"{f.name} {TYPES[f.kind]}" for f in SESSION_FIELDS)
+spark = (
+    SparkSession.builder.master("local[2]")
+    .config("spark.driver.memory", "2g")
+    .config("spark.sql.session.timeZone", "UTC")
+    .config("spark.ui.enabled", "false")
+    .getOrCreate()
+)
+# FAILFAST: a malformed line aborts the read, as the other peers' strict readers do.
+reader = spark.read.schema(schema).option("mode", "FAILFAST")
+if source.endswith(".csv"):
+    frame = reader.option("header", "true").csv(source)
+else:
+    frame = reader.json(source)
+(
+    frame.dropDuplicates(["session_id"])
+    .withColumn("date", functions.to_date("timestamp"))
+    .write.partitionBy("date")
+    .parquet(out)
+)
+spark.stop()
