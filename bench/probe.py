@@ -13,43 +13,66 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 from measure import BIN
-from peer_cases import PEERS
+from peer_cases import PEERS, Peer
 
 from pipeline.generate import as_text, sessions
 
-# (what is wrong, how the line is spoiled); every line holds exactly one defect.
+# (what is wrong, the field it spoils, how the line is spoiled); one defect a line.
 _DURATION = re.compile(r'"duration":[^,}]*')
-DEFECTS: list[tuple[str, object]] = [
-    ("negative duration", lambda s: _DURATION.sub('"duration":-12.5', s)),
-    ("duration not a number", lambda s: _DURATION.sub('"duration":"n/a"', s)),
-    ("duration as text", lambda s: _DURATION.sub('"duration":"12.5"', s)),
-    ("duration 1e308", lambda s: _DURATION.sub('"duration":1e308', s)),
-    ("timestamp does not parse", lambda s: s.replace('"timestamp":"', '"timestamp":"yesterday ')),
+_TIMESTAMP = re.compile(r'"timestamp":"[^"]*"')
+Spoil = Callable[[str], str]
+DEFECTS: list[tuple[str, str, Spoil | None]] = [
+    ("negative duration", "duration", lambda s: _DURATION.sub('"duration":-12.5', s)),
+    ("duration not a number", "duration", lambda s: _DURATION.sub('"duration":"n/a"', s)),
+    ("duration as text", "duration", lambda s: _DURATION.sub('"duration":"12.5"', s)),
+    ("duration 1e308", "duration", lambda s: _DURATION.sub('"duration":1e308', s)),
+    (
+        "timestamp does not parse",
+        "timestamp",
+        lambda s: s.replace('"timestamp":"', '"timestamp":"yesterday '),
+    ),
     (
         "timestamp 0001-01-01",
-        lambda s: re.sub(r'"timestamp":"[^"]*"', '"timestamp":"0001-01-01T00:00:00.000Z"', s),
+        "timestamp",
+        lambda s: _TIMESTAMP.sub('"timestamp":"0001-01-01T00:00:00.000Z"', s),
     ),
-    ("timestamp missing", lambda s: re.sub(r'"timestamp":"[^"]*"', '"timestamp":null', s)),
-    ("boolean not a boolean", lambda s: s.replace('"is_test":false', '"is_test":"maybe"')),
+    ("timestamp missing", "timestamp", lambda s: _TIMESTAMP.sub('"timestamp":null', s)),
+    ("not a boolean", "is_test", lambda s: s.replace('"is_test":false', '"is_test":"maybe"')),
     (
         "integer 2.5",
+        "prompt_version_number",
         lambda s: re.sub(r'"prompt_version_number":\d+', '"prompt_version_number":2.5', s),
     ),
-    ("unknown key", lambda s: s[:-1] + ',"sentiment_score":0.82}'),
-    ("key twice", lambda s: s[:-1] + ',"duration":99.0}'),
-    ("both spellings of a key", lambda s: s[:-1] + ',"agentId":"agent-999"}'),
-    ("line cut in half", lambda s: s[: len(s) // 2]),
-    ("not an object", lambda s: "[1, 2, 3]"),
-    ("re-delivery, duration changed", None),  # of the "unknown key" line's session
-    ("re-delivery, same content", None),  # the line above again
+    ("unknown key", "", lambda s: s[:-1] + ',"sentiment_score":0.82}'),
+    ("key twice", "duration", lambda s: s[:-1] + ',"duration":99.0}'),
+    ("both spellings of a key", "agent_id", lambda s: s[:-1] + ',"agentId":"agent-999"}'),
+    ("line cut in half", "", lambda s: s[: len(s) // 2]),
+    ("not an object", "", lambda s: "[1, 2, 3]"),
+    ("re-delivery, duration changed", "", None),  # of the "unknown key" line's session
+    ("re-delivery, same content", "", None),  # the line above again
 ]
 REDELIVERED = 9  # the index of the line whose session comes again
+NOT_JSON = ("line cut in half", "not an object")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The probe file and what is known of its lines."""
+
+    path: Path
+    lines: int
+    key: str  # the re-delivered session
+    first: float  # its first duration
+    latest: float  # its duration in the later deliveries
+    callers: list[str]  # every `source` of the file, in plain text
+    spoiled: dict[str, str]  # session_id -> the field its line holds a bad value in
 
 
 @dataclass
@@ -61,10 +84,12 @@ class Probed:
     rejects: int = 0
     plain_callers: bool | None = None  # a stored `source` equal to an input identity
     latest: str = ""  # which delivery of the re-delivered session it kept
+    nulled: int = 0  # rows stored with the spoiled field null: a bad value silently dropped
+    lines: int = 16
 
     @property
-    def accounted(self) -> int | None:
-        # The two re-deliveries are accounted for by the one session they update.
+    def unaccounted(self) -> int | None:
+        """Lines neither stored, nor kept as rejects, nor merged into a session they update."""
         if self.stored is None:
             return None
         merged = 0
@@ -72,89 +97,111 @@ class Probed:
             merged = 2
         elif self.latest.startswith("all "):
             merged = 3 - int(self.latest.split()[1])
-        return self.stored + self.rejects + merged
+        return self.lines - self.stored - self.rejects - merged
 
 
-def write(path: Path) -> tuple[str, list[str], float, float]:
-    """The probe file; returns the re-delivered session_id, the plain callers, and its first
-    and latest durations."""
+def write(path: Path, *, json_only: bool = False, clean: bool = False) -> Probe:
+    """The probe file. `json_only`: without the lines that are not a JSON object (for a peer
+    whose lenient reader still aborts on those); `clean`: every line as generated but the two
+    re-deliveries (what a peer that aborts on any defect does with a re-delivered session)."""
     data = as_text(sessions(64, seed=11)).filter(
         pl.col("duration").is_not_null() & ~pl.col("is_test") & pl.col("experiment_id").is_null()
     )
-    data = data.head(16).with_columns(session_id=pl.lit("probe_") + pl.col("session_id"))
+    data = data.head(len(DEFECTS)).with_columns(session_id=pl.lit("probe_") + pl.col("session_id"))
     good = data.write_ndjson().splitlines()
-    lines = []
-    for (_, spoil), line in zip(DEFECTS, good, strict=True):
-        if callable(spoil):
-            lines.append(spoil(line))
+    ids = data["session_id"].to_list()
+    lines, spoiled = [], {}
+    for (name, field, spoil), line, key in zip(DEFECTS, good, ids, strict=True):
+        if spoil is None or (json_only and name in NOT_JSON):
+            continue
+        if clean:
+            lines.append(line)
+            continue
+        lines.append(spoil(line))
+        if field:
+            spoiled[key] = field
     first = data["duration"][REDELIVERED]
     latest = round(first + 100.0, 3)
     again = _DURATION.sub(f'"duration":{latest}', good[REDELIVERED])
     lines += [again, again]
     path.write_text("\n".join(lines) + "\n")
-    return data["session_id"][REDELIVERED], data["source"].to_list(), first, latest
+    callers = data["source"].to_list()
+    return Probe(path, len(lines), ids[REDELIVERED], first, latest, callers, spoiled)
 
 
 def run(work: Path) -> list[Probed]:
     work.mkdir(parents=True, exist_ok=True)
-    path = work / "probe.ndjson"
-    key, callers, first, latest = write(path)
+    probe = write(work / "probe.ndjson")
+    json_only = write(work / "probe_json_lines.ndjson", json_only=True)
+    clean = write(work / "probe_clean.ndjson", clean=True)
     results: list[Probed] = []
     for peer in PEERS:
         if (why := peer.missing()) is not None:
             print(f"  probe: {peer.name} not run ({why})", flush=True)
             continue
-        out = work / f"probe_{peer.script.removesuffix('.py')}"
-        shutil.rmtree(out, ignore_errors=True)
-        command = [str(BIN / "python"), str(peer.path), str(path), str(out)]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=600)
-        probed = Probed(peer.name, done.returncode == 0, _error(done.stderr))
-        if probed.finished:
-            con = duckdb.connect()
-            _read_back(probed, peer.relation(con, out), key, callers, first, latest)
-        results.append(probed)
-    results.append(_ingest(work, path, key, callers, first, latest))
+        strict = _peer(peer, probe, work, peer.name)
+        results.append(strict)
+        if peer.lenient:
+            lenient = _peer(peer, probe, work, f"{peer.name}, lenient", lenient=True)
+            if not lenient.finished:
+                results.append(lenient)
+                name = f"{peer.name}, lenient, the JSON lines only"
+                lenient = _peer(peer, json_only, work, name, lenient=True)
+            results.append(lenient)
+        if not strict.finished:
+            name = f"{peer.name}, no defect but the re-delivery"
+            results.append(_peer(peer, clean, work, name))
+    results.append(_ingest(work, probe))
     for r in results:
         outcome = "finished" if r.finished else "aborted: " + r.error
         print(f"  probe: {r.name}: {outcome}, stored {r.stored}, rejects {r.rejects}", flush=True)
     return results
 
 
-def _ingest(
-    work: Path, path: Path, key: str, callers: list[str], first: float, latest: float
-) -> Probed:
+def _peer(peer: Peer, probe: Probe, work: Path, name: str, *, lenient: bool = False) -> Probed:
+    out = work / f"probe_{peer.script.removesuffix('.py')}"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [str(BIN / "python"), str(peer.path), str(probe.path), str(out)]
+    command += ["lenient"] if lenient else []
+    done = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=600)
+    probed = Probed(name, done.returncode == 0, _error(done.stderr))
+    probed.lines = probe.lines
+    if probed.finished:
+        con = duckdb.connect()
+        _read_back(probed, peer.relation(con, out), probe)
+    return probed
+
+
+def _ingest(work: Path, probe: Probe) -> Probed:
     warehouse = work / "probe_wh"
     shutil.rmtree(warehouse, ignore_errors=True)
-    command = [str(BIN / "sessions"), "ingest", str(path), "-w", str(warehouse), "-q"]
+    command = [str(BIN / "sessions"), "ingest", str(probe.path), "-w", str(warehouse), "-q"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     probed = Probed("sessions ingest", done.returncode == 0, _error(done.stderr))
     if probed.finished:
         con = duckdb.connect(str(warehouse / "sessions.duckdb"), read_only=True)
-        _read_back(probed, con.sql("SELECT * FROM sessions"), key, callers, first, latest)
+        _read_back(probed, con.sql("SELECT * FROM sessions"), probe)
         rejects = con.execute("SELECT count(*) FROM rejects WHERE reason IS NOT NULL").fetchone()
         probed.rejects = rejects[0] if rejects else 0
     return probed
 
 
-def _read_back(
-    probed: Probed,
-    stored: duckdb.DuckDBPyRelation,
-    key: str,
-    callers: list[str],
-    first: float,
-    latest: float,
-) -> None:
+def _read_back(probed: Probed, stored: duckdb.DuckDBPyRelation, probe: Probe) -> None:
     frame = stored.pl()
     probed.stored = len(frame)
-    probed.plain_callers = bool(frame["source"].cast(pl.String).is_in(callers).any())
-    kept = frame.filter(pl.col("session_id") == key)["duration"].cast(pl.Float64).to_list()
-    if not kept:
+    probed.plain_callers = bool(frame["source"].cast(pl.String).is_in(probe.callers).any())
+    for key, field in probe.spoiled.items():
+        row = frame.filter(pl.col("session_id") == key)
+        if len(row) and field in row.columns and row[field].is_null().any():
+            probed.nulled += 1
+    kept = frame.filter(pl.col("session_id") == probe.key)["duration"].cast(pl.Float64)
+    if len(kept) == 0:
         probed.latest = "none"
     elif len(kept) > 1:
         probed.latest = f"all {len(kept)}"
-    elif kept[0] == latest:
+    elif kept[0] == probe.latest:
         probed.latest = "latest"
-    elif kept[0] == first:
+    elif kept[0] == probe.first:
         probed.latest = "first"
     else:
         probed.latest = f"other ({kept[0]})"
@@ -171,12 +218,13 @@ def _error(stderr: str) -> str:
 def checks_column(probed: Probed) -> str:
     """The "what it checks" of the results table, from the probe."""
     if not probed.finished:
-        return f"aborts the whole 16-line probe ({probed.error[:90]})"
+        return f"aborts the whole file ({probed.error[:90]})"
     parts = [
-        f"stores {probed.stored} of 16 lines",
+        f"stores {probed.stored} of {probed.lines} lines",
         f"{probed.rejects} kept as rejects with a reason",
-        f"{16 - (probed.accounted or 0)} unaccounted",
+        f"{probed.unaccounted} lost without a trace",
+        f"{probed.nulled} bad values stored as null",
         "plain callers stored" if probed.plain_callers else "callers pseudonymised",
-        f"re-delivery: {probed.latest}",
+        f"re-delivery: {probed.latest} kept",
     ]
     return ", ".join(parts)

@@ -87,7 +87,19 @@ def _peers_table(
     measured it checks; `sessions ingest` last, on the same files."""
     if not peers:
         return []
-    checks = {p.name: checks_column(p) for p in probed}
+
+    def checks(name: str) -> str:
+        # The strict run, then any lenient ones ("<name>, lenient...").
+        runs = [p for p in probed if p.name == name or p.name.startswith(name + ", ")]
+        return (
+            "; ".join(
+                (p.name.removeprefix(name + ", ") + ": " if p.name != name else "")
+                + checks_column(p)
+                for p in runs
+            )
+            or "not probed"
+        )
+
     lines = [
         "",
         "Peers, same files, each its own process (ratios as above; met: `sessions ingest` of the "
@@ -107,7 +119,6 @@ def _peers_table(
         # The ingest's own row: its targets are in the table above, not "ahead of itself".
         ahead = "" if not met or None in met or name == "sessions ingest" else mark(all(met))
         lines.append(
-            f"| {name} | {cells[0]} | {cells[1]} | {' / '.join(peaks)} | {ahead} | "
-            f"{checks.get(name, 'not probed')} |"
+            f"| {name} | {cells[0]} | {cells[1]} | {' / '.join(peaks)} | {ahead} | {checks(name)} |"
         )
     return lines

@@ -1,5 +1,6 @@
-"""Spark local[2]: read with an explicit schema, dropDuplicates on session_id, a Parquet
-folder per day. Run only where pyspark imports and a Java runtime is found."""
+"""Spark local[2]: read with an explicit schema, dropDuplicates on session_id (it keeps any
+one row of a key, not the latest), a Parquet folder per day. Run only where pyspark imports
+and a Java runtime is found. A third argument `lenient`: PERMISSIVE instead of FAILFAST."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pyspark.sql import SparkSession, functions
 from schemas import SESSION_FIELDS, Kind
 
 source, out = sys.argv[1], sys.argv[2]
+lenient = sys.argv[3:] == ["lenient"]
 TYPES = {
     Kind.TIMESTAMP: "timestamp",
     Kind.STRING: "string",
@@ -25,8 +27,9 @@ spark = (
     .config("spark.ui.enabled", "false")
     .getOrCreate()
 )
-# FAILFAST: a malformed line aborts the read, as the other peers' strict readers do.
-reader = spark.read.schema(schema).option("mode", "FAILFAST")
+# FAILFAST: a malformed line aborts the read, as the other peers' strict readers do;
+# `lenient`: Spark's default, PERMISSIVE, which nulls what does not parse.
+reader = spark.read.schema(schema).option("mode", "PERMISSIVE" if lenient else "FAILFAST")
 if source.endswith(".csv"):
     frame = reader.option("header", "true").csv(source)
 else:
