@@ -14,6 +14,9 @@ import duckdb
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 # dlt reports usage to its makers unless told not to; a benchmark sends nothing anywhere.
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+# Its warnings (one is "Falling back to `append`", which the probe measures) would fill the
+# benchmark's output three times a run.
+os.environ["RUNTIME__LOG_LEVEL"] = "ERROR"
 
 
 @dataclass(frozen=True)
