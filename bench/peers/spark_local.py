@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession, functions
 
 from schemas import SESSION_FIELDS, Kind
@@ -41,3 +42,11 @@ else:
     .parquet(out)
 )
 spark.stop()
+# The JVM is this process's child: shut it down and reap it, so that the harness's wait4()
+# reports its peak RSS too (a child's peak reaches its parent's only once it is reaped; the
+# figure is then the larger of the two, not their sum).
+gateway = SparkContext._gateway
+if gateway is not None and getattr(gateway, "proc", None) is not None:
+    gateway.shutdown()
+    gateway.proc.stdin.close()
+    gateway.proc.wait(timeout=120)
