@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -28,6 +28,14 @@ class Result:
     met: bool | None = None  # None: no target, or not decided
     # The ratio shown is this case's time over its reference's (a slowdown), not a speed.
     time_ratio: bool = False
+    runs: list[tuple[float, int, float]] = field(default_factory=list)  # measure()'s, each
+
+    def again(self, more: Result) -> None:
+        """Take `more` runs of the same case in: the median of them all from now on."""
+        self.runs += more.runs
+        self.seconds = statistics.median(r[0] for r in self.runs)
+        self.peak_rss = max(r[1] for r in self.runs)
+        self.cpu_seconds = statistics.median(r[2] for r in self.runs)
 
     @property
     def rows_per_s(self) -> float:
@@ -74,7 +82,7 @@ def repeated(
     peak = max(r[1] for r in runs)
     cpu = statistics.median(r[2] for r in runs)
     print(f"  {case}: {seconds:.2f} s, CPU {cpu:.2f} s, peak {peak / 2**20:,.0f} MiB", flush=True)
-    return Result(case, rows, size, seconds, peak, cpu, reference=reference)
+    return Result(case, rows, size, seconds, peak, cpu, reference=reference, runs=runs)
 
 
 def python(code: str) -> list[str]:

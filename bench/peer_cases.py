@@ -6,10 +6,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+
+from schemas import SESSION_FIELDS, Kind
 
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 # dlt reports usage to its makers unless told not to; a benchmark sends nothing anywhere.
@@ -17,6 +21,13 @@ os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 # Its warnings (one is "Falling back to `append`", which the probe measures) would fill the
 # benchmark's output three times a run.
 os.environ["RUNTIME__LOG_LEVEL"] = "ERROR"
+# The Spark peer runs apart from the project (see bench/peers/spark_local.py): its schema.
+_SPARK = {Kind.TIMESTAMP: "timestamp", Kind.STRING: "string", Kind.INT: "bigint"}
+_SPARK |= {Kind.FLOAT: "double", Kind.BOOL: "boolean"}
+os.environ["SESSIONS_SPARK_SCHEMA"] = ", ".join(
+    f"{f.name} {_SPARK[f.kind]}" for f in SESSION_FIELDS
+)
+SPARK_PYTHON = "BENCH_SPARK_PYTHON"
 
 
 @dataclass(frozen=True)
@@ -34,11 +45,28 @@ class Peer:
     def path(self) -> Path:
         return PEERS_DIR / self.script
 
+    # The environment variable naming the Python it runs in ("": the benchmark's own).
+    python_from: str = ""
+
+    @property
+    def python(self) -> str:
+        return os.environ.get(self.python_from, "") if self.python_from else sys.executable
+
+    def command(self, source: Path, out: Path, *, lenient: bool = False) -> list[str]:
+        return [self.python, str(self.path), str(source), str(out), *(["lenient"] * lenient)]
+
     def missing(self) -> str | None:
         """Why this peer cannot run here, or None."""
-        for module in self.needs:
-            if importlib.util.find_spec(module) is None:
-                return f"{module} is not installed"
+        if self.python_from:
+            if not self.python:
+                return f"${self.python_from} (a Python with {', '.join(self.needs)}) is not set"
+            check = [self.python, "-c", "; ".join(f"import {m}" for m in self.needs)]
+            if subprocess.run(check, capture_output=True).returncode != 0:
+                return f"{', '.join(self.needs)} does not import in ${self.python_from}"
+        else:
+            for module in self.needs:
+                if importlib.util.find_spec(module) is None:
+                    return f"{module} is not installed"
         if self.name.startswith("Spark") and shutil.which("java") is None:
             return "no Java runtime (java) on PATH"
         return None
@@ -84,5 +112,6 @@ PEERS: tuple[Peer, ...] = (
         "**/*.parquet",
         ("pyspark",),
         lenient=True,
+        python_from=SPARK_PYTHON,
     ),
 )

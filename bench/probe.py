@@ -161,8 +161,7 @@ def run(work: Path) -> list[Probed]:
 def _peer(peer: Peer, probe: Probe, work: Path, name: str, *, lenient: bool = False) -> Probed:
     out = work / f"probe_{peer.script.removesuffix('.py')}"
     shutil.rmtree(out, ignore_errors=True)
-    command = [str(BIN / "python"), str(peer.path), str(probe.path), str(out)]
-    command += ["lenient"] if lenient else []
+    command = peer.command(probe.path, out, lenient=lenient)
     done = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=600)
     probed = Probed(name, done.returncode == 0, _error(done.stderr))
     probed.lines = probe.lines
@@ -210,9 +209,12 @@ def _read_back(probed: Probed, stored: duckdb.DuckDBPyRelation, probe: Probe) ->
 def _error(stderr: str) -> str:
     """The last line of an error that says something (a traceback's is the exception)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    # The last line naming an exception: a Python traceback ends with it, but one that carries
+    # a Java stack trace (Spark's) ends with "... 1 more".
+    named = [line for line in lines if re.match(r"[\w.]+(Error|Exception)\b", line)]
+    last = (named or lines or [""])[-1]
     # dlt wraps the reader's error in a sentence about its pipe: keep the reader's.
-    last = lines[-1].split("caused an exception: ")[-1] if lines else ""
-    return last[:160]
+    return last.split("caused an exception: ")[-1][:160]
 
 
 def checks_column(probed: Probed) -> str:

@@ -23,7 +23,7 @@ import probe
 import report
 import targets
 from measure import BIN, ROOT, Failed, Result, measure, python, repeated, script
-from peer_cases import PEERS
+from peer_cases import PEERS, SPARK_PYTHON
 
 EXPORTS_SCRIPT = Path(__file__).resolve().parent / "exports.py"
 KEY = {"SESSIONS_PII_KEY": "benchmark key, 32 bytes or longer"}
@@ -97,7 +97,14 @@ def main() -> None:
     parser.add_argument(
         "--peers", action=argparse.BooleanOptionalAction, default=True, help="measure the peers"
     )
+    parser.add_argument(
+        "--spark-python",
+        default=os.environ.get(SPARK_PYTHON),
+        help=f"a Python with pyspark, apart from the project's (default: ${SPARK_PYTHON})",
+    )
     args = parser.parse_args()
+    if args.spark_python:
+        os.environ[SPARK_PYTHON] = args.spark_python
     try:
         run(args)
     except Failed as exc:
@@ -151,7 +158,7 @@ def run(args: argparse.Namespace) -> None:
                 try:
                     measured = repeated(
                         f"{peer.name} ({export.label})",
-                        script(peer.path, export.path, out),
+                        peer.command(export.path, out),
                         export.rows, export.size, args.repeat,
                         reset=out, reference=ref.case, cwd=work,
                     )  # fmt: skip
@@ -162,6 +169,10 @@ def run(args: argparse.Namespace) -> None:
                 results.append(measured)
                 peer_runs.setdefault(peer.name, {})[export.kind] = measured
                 shutil.rmtree(out, ignore_errors=True)
+            if runnable:
+                # The peers take minutes, on a machine others share: the reference once more
+                # after them, so that its median spans the time they were measured in.
+                ref.again(reference(export, work, args.repeat))
 
     print(f"{five_m:,} sessions, NDJSON: memory as the input grows", flush=True)
     big = repeated(
