@@ -208,6 +208,10 @@ def _read_back(probed: Probed, stored: duckdb.DuckDBPyRelation, probe: Probe) ->
 
 def _error(stderr: str) -> str:
     """The last line of an error that says something (a traceback's is the exception)."""
+    # Spark names its errors by a class in brackets inside Py4J's message; the last is the
+    # cause (the first says only that a file could not be read).
+    if spark := [m[0] for m in re.finditer(r"\[[A-Z_]+(\.[A-Z_]+)*\][^\n]*", stderr)]:
+        return spark[-1][:160]
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     # The last line naming an exception: a Python traceback ends with it, but one that carries
     # a Java stack trace (Spark's) ends with "... 1 more".
