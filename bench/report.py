@@ -46,8 +46,14 @@ def write(
         "# Benchmark results",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make bench` with scale {args.scale}, "
-        f"median of {args.repeat} runs (1 run for the 5x case; DuckDB's reference of the NDJSON "
-        "and the CSV twice as many: before and after the peers). Each ratio is a speed ratio to "
+        f"median of {args.repeat} runs (1 run for the 5x case"
+        + (
+            "; DuckDB's reference of the NDJSON and the CSV twice as many: before and after the "
+            "peers"
+            if peers
+            else ""
+        )
+        + "). Each ratio is a speed ratio to "
         "DuckDB's bare `COPY (SELECT * FROM read_json|read_csv(file)) TO '...parquet'` of the "
         "same file in this run (its seconds / the case's seconds); targets from issue #14.",
         f"Machine: {machine()}.",
