@@ -502,7 +502,9 @@ def _reason_counts(rejected: pl.DataFrame) -> dict[str, int]:
 
 def _unknown_keys(raw: pl.DataFrame) -> set[str]:
     # Only a record with a key the schema does not know has `extra_fields`: the keys of those
-    # few are read, not the keys of every record.
+    # few are read, not the keys of every record (and a batch with none reads nothing).
+    if raw["extra_fields"].null_count() == len(raw):
+        return set()
     keys = raw.filter(pl.col("extra_fields").is_not_null())["_keys"].explode().drop_nulls()
     return set(keys.filter(~keys.is_in(list(key_aliases()))).unique().to_list())
 
