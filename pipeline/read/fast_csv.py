@@ -24,6 +24,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from pipeline.read import fast, strict
 from pipeline.read.json_records import META_COLUMNS
@@ -34,6 +35,8 @@ from schemas import FIELD_NAMES, key_aliases, repeated_fields
 # Odd records kept aside until the end, at most: a file with more is read the exact way.
 MAX_ODD = 100_000
 MAX_LINE_BYTES = 1 << 20
+# What the exact reader's parser (Arrow's CSV reader, default options) reads as null.
+_NULL_SPELLINGS = tuple(pacsv.ConvertOptions().null_values)
 
 
 def header(source: Source) -> list[str] | None:
@@ -184,8 +187,12 @@ def _raw_names(width: int) -> list[str]:
 def _sql(names: tuple[str, ...], gzipped: bool) -> str:
     aliases = key_aliases()
     raw = _raw_names(len(names))
-    # As the exact reader's CSV parser gives them: an empty field, quoted or not, is null.
-    raw_texts = [f"nullif({column}, '') AS {column}" for column in raw]
+    # As the exact reader's CSV parser (Arrow's) gives them: a field that is one of its null
+    # spellings (empty, `NULL`, `NA`, `n/a`, `NaN`, ...), quoted or not, is null.
+    nulls = ", ".join(fast.literal(v) for v in _NULL_SPELLINGS)
+    raw_texts = [
+        f"CASE WHEN {column} IN ({nulls}) THEN NULL ELSE {column} END AS {column}" for column in raw
+    ]
     values = {
         aliases[name]: column for name, column in zip(names, raw, strict=True) if name in aliases
     }
