@@ -90,12 +90,15 @@ def literal(text: str) -> str:
 
 class LineCounter(threading.Thread):
     """Counts the file's lines as the exact reader numbers them (every newline, and a last
-    line without one), apart from DuckDB, beside it."""
+    line without one), apart from DuckDB, beside it; and, in the same pass, whether any of
+    `refused` (byte strings a reader cannot take) occurs in the file."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, refused: tuple[bytes, ...] = ()) -> None:
         super().__init__(name="line-count", daemon=True)
         self._source = source
+        self._refused = refused
         self._count: int | None = None
+        self._found: bytes | None = None
         self._error: BaseException | None = None
 
     def run(self) -> None:
@@ -104,6 +107,10 @@ class LineCounter(threading.Thread):
             with open_bytes(self._source) as stream:
                 while block := stream.read(_COUNT_BLOCK):
                     count += block.count(b"\n")
+                    if self._refused and self._found is None:
+                        # With the block before's last byte: a pair may straddle two blocks.
+                        seen = last + block
+                        self._found = next((r for r in self._refused if r in seen), None)
                     last = block[-1:]
             self._count = count + (last != b"\n")
         except BaseException as exc:  # the exact reader will say what is wrong
@@ -113,4 +120,6 @@ class LineCounter(threading.Thread):
         self.join()
         if self._count is None:
             raise Fallback(f"the lines could not be counted: {self._error}")
+        if self._found is not None:
+            raise Fallback(f"the file holds {self._found.decode()!r}, which this reader refuses")
         return self._count

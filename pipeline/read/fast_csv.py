@@ -35,6 +35,10 @@ from schemas import FIELD_NAMES, key_aliases, repeated_fields
 # Odd records kept aside until the end, at most: a file with more is read the exact way.
 MAX_ODD = 100_000
 MAX_LINE_BYTES = 1 << 20
+# A space beside a quote: DuckDB's CSV parser drops one before an opening quote and those
+# after a closing one, where the exact reader's (Arrow's) keeps them as text. A file that has
+# one anywhere (`, "2"`, `"a" "b"`, or `""hi"" there` inside a field) is read the exact way.
+_SPACE_BY_QUOTE = (b' "', b'" ')
 # What the exact reader's parser (Arrow's CSV reader, default options) reads as null.
 _NULL_SPELLINGS = tuple(pacsv.ConvertOptions().null_values)
 
@@ -59,6 +63,10 @@ def header(source: Source) -> list[str] | None:
     names = [name.strip() for name in rows[0]]
     if repeated_fields(names) or not any(name in key_aliases() for name in names):
         return None
+    if len(names) == 1:
+        # With one column DuckDB reads a blank line as a record (of one null); the exact
+        # reader skips it, and the count of lines cannot tell them apart.
+        return None
     return names
 
 
@@ -70,7 +78,7 @@ def read(
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """The sessions of `source` (whose header is `names`) in batches, as `fast_ndjson.read`
     gives them. `con` must preserve insertion order."""
-    counter = fast.LineCounter(source)
+    counter = fast.LineCounter(source, refused=_SPACE_BY_QUOTE)
     counter.start()
     odd: list[pl.DataFrame] = []
     odd_rows = elements = 0
