@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import glob
-import os
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -15,13 +14,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import manifest, memory, pii, stops, views
+from pipeline import manifest, memory, pii, stops
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
-from pipeline.progress import QUIET, Display, text_size
-from pipeline.read import Format, Source, fast, fast_csv, fast_ndjson, read_export, sniff
+from pipeline.progress import QUIET, Display
+from pipeline.read import Source, fast, readers, sniff
 from pipeline.read.ahead import read_ahead
-from pipeline.read.gather import gathered
 from pipeline.report import FileReport, IngestReport, SkippedFile
 from pipeline.store import database, location, merge, runs, writer
 from pipeline.store.location import Warehouse
@@ -252,7 +250,7 @@ def _ingest_file(
     """Stage one file's rows: the fast reader's if it can read the file, else the exact one's
     (from the start again: what the fast reader staged of it is removed)."""
     note = ""
-    for attempt in _attempts(source):
+    for attempt in readers.attempts(source):
         try:
             stats = _stage_file(run, con, seq, source, options, pseudonyms, progress, attempt)
         except fast.Fallback as exc:
@@ -261,33 +259,10 @@ def _ingest_file(
                 for staged in folder.glob(f"{seq:06d}-*.parquet"):
                     staged.unlink()
             continue
-        stats.reader = "exact" if attempt == _EXACT else "fast"
-        stats.read_note = note if attempt == _EXACT else ""
+        stats.reader = "exact" if attempt == readers.EXACT else "fast"
+        stats.read_note = note if attempt == readers.EXACT else ""
         return stats
     raise AssertionError("the exact reader does not fall back")
-
-
-# How a file is read: fast (each line parsed as is), fast with every line parsed under `try`
-# (a file with a line that is not JSON), and exact (anything either cannot read as it is).
-_FAST, _FAST_TOLERANT, _EXACT = "fast", "fast, tolerant", "exact"
-
-
-def _attempts(source: Source) -> list[str]:
-    if _exact_only():
-        return [_EXACT]
-    if fast_ndjson.eligible(source):
-        return [_FAST, _FAST_TOLERANT, _EXACT]
-    if fast_csv.header(source) is not None:
-        return [_FAST, _EXACT]
-    return [_EXACT]
-
-
-def _exact_only() -> bool:
-    # The exact reader for every file: what the fast one is tested against.
-    return os.environ.get(EXACT_ENV, "") not in ("", "0")
-
-
-EXACT_ENV = "SESSIONS_EXACT_READER"
 
 
 def _stage_file(
@@ -307,22 +282,13 @@ def _stage_file(
     # one thread at a time) and its own list of warnings, so that their order is the file's.
     read_warnings: list[str] = []
     zones: Counter[str] = Counter()  # accepted rows by agent_timezone
-    if attempt == _EXACT:
+    if attempt == readers.EXACT:
         reader = con.cursor()
-        exact = gathered(read_export(source, reader, read_warnings.append))
-        frames: Iterator[tuple[str, pl.DataFrame]] = (("raw", frame) for frame in exact)
     else:
-        reader = _fast_connection(run, options)
-        names = fast_csv.header(source) if source.format is Format.CSV else None
-        frames = (
-            fast_csv.read(source, reader, read_warnings.append, names)
-            if names is not None
-            else fast_ndjson.read(
-                source, reader, read_warnings.append, tolerant=attempt == _FAST_TOLERANT
-            )
-        )
+        reader = readers.fast_connection(run.staging / "spill-read", options.memory_limit)
+    frames = readers.batches(source, attempt, reader, read_warnings.append)
     batches = read_ahead(frames, reader.interrupt)
-    done = _fraction_read(source, reader, fast_reader=attempt != _EXACT)
+    done = readers.fraction_read(source, attempt, reader)
     try:
         for batch_no, (kind, raw) in enumerate(batches):
             checked = validate(raw if kind == "typed" else parse(raw, options.naive_timezone))
@@ -358,47 +324,6 @@ def _stage_file(
     if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
         raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
     return stats
-
-
-def _fraction_read(
-    source: Source, reader: duckdb.DuckDBPyConnection, *, fast_reader: bool
-) -> Callable[[pl.DataFrame], float]:
-    """How much of the file is read, after each batch, for the progress display: DuckDB's own
-    progress of the fast reader's query; for the exact reader, the text of the records read
-    of the file's text (unpacked)."""
-    if fast_reader:
-        last = [0.0]
-
-        def by_duckdb(raw: pl.DataFrame) -> float:
-            # -1 where DuckDB cannot tell; never backwards.
-            last[0] = max(last[0], min(reader.query_progress(), 100.0) / 100)
-            return last[0]
-
-        return by_duckdb
-    total = max(text_size(source.path, source.gzipped), 1)
-    read = [0]
-
-    def by_text(raw: pl.DataFrame) -> float:
-        read[0] += int(raw["_record"].str.len_bytes().sum() or 0)
-        return min(read[0] / total, 1.0)
-
-    return by_text
-
-
-def _fast_connection(run: Run, options: Options) -> duckdb.DuckDBPyConnection:
-    """A DuckDB of its own for the fast reader: it keeps the file's order (the ingest's
-    connection does not), in UTC, within the ingest's memory budget, spilling into the run."""
-    reader = duckdb.connect()
-    reader.execute("SET TimeZone = 'UTC'")
-    reader.execute(f"SET memory_limit = '{memory.parse(options.memory_limit)}'")
-    reader.execute(f"SET temp_directory = {views.quote(str(run.staging / 'spill-read'))}")
-    # Room for DuckDB to read ahead while the ingest validates and stages a batch: at its
-    # default (10 MiB, about 35,000 typed rows) its threads waited for every batch.
-    reader.execute(f"SET streaming_buffer_size = '{STREAMING_BUFFER}'")
-    return reader
-
-
-STREAMING_BUFFER = "64MB"
 
 
 def _protect(

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import ingest
+from pipeline.read import readers
 from pipeline.store import reader
 from schemas import FIELD_NAMES, SESSION_FIELDS, Kind
 
@@ -57,7 +58,7 @@ def both_ways(
     reports = []
     results = []
     for exact in ("0", "1"):
-        monkeypatch.setenv(ingest.EXACT_ENV, exact)
+        monkeypatch.setenv(readers.EXACT_ENV, exact)
         warehouse = tmp / f"warehouse-{exact}"
         report = ingest.ingest([str(p) for p in paths], warehouse)
         reports.append(report.to_dict())
