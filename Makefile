@@ -38,7 +38,7 @@ test: $(STAMP) $(DUCKDB1)/.installed ## Lint, type-check and run the tests
 	$(BIN)/pytest -q -n 2
 
 BENCH_ARGS ?=
-bench: $(STAMP) ## Benchmark ingest and views against DuckDB, polars and pandas (about 30 min; BENCH_ARGS="--scale 0.1")
+bench: $(STAMP) ## Benchmark ingest against DuckDB's reader and its peers (polars, pandas, dlt, Spark) (BENCH_ARGS="--scale 0.05 --repeat 1" for a quick run)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-bench.lock
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -253,29 +253,43 @@ def ingest(
     from pipeline.ingest import Options
     from pipeline.ingest import ingest as run_ingest
     from pipeline.pii import PiiMode
-    from pipeline.progress import Progress
+    from pipeline.progress import for_terminal
 
     options = Options(
         naive_timezone, max_reject_rate, force, PiiMode(pii), memory_limit=memory_limit
     )
     # Progress only where a person watches: a terminal, and not --quiet or --json.
-    progress = Progress() if sys.stderr.isatty() and not (quiet or as_json) else None
-    try:
+    watched = sys.stderr.isatty() and not (quiet or as_json)
+    with for_terminal(_sizes(paths, warehouse) if watched else [], not watched) as progress:
         report = run_ingest(
             paths,
             warehouse,
             options,
             progress=progress,
-            notify=lambda m: click.echo(m, err=True),
+            # sys.stderr as it is at each note: while the bar shows, rich's stand-in, which
+            # prints the note above the bar (written beside it, it would be overdrawn).
+            notify=lambda m: click.echo(m, file=sys.stderr),
             on_commit=_hold_stops,
         )
-    finally:
-        if progress is not None:
-            progress.done()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
         click.echo(report.to_text())
+
+
+def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
+    """The files an ingest of `paths` reads, with their sizes, for its progress. The ingest
+    finds them again (a listing costs nothing) and says what is wrong with them, in its order
+    of checks: here a path that names nothing is left to it."""
+    from pipeline.ingest import find_exports
+    from pipeline.store import location
+
+    try:
+        return [
+            (str(f), f.stat().st_size) for f in find_exports(paths, location.of(warehouse).local)
+        ]
+    except (PipelineError, OSError):
+        return []
 
 
 @main.command()

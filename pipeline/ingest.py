@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,9 +17,9 @@ import polars as pl
 from pipeline import manifest, memory, pii, stops
 from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
 from pipeline.pii import PiiMode
-from pipeline.read import Source, read_export, sniff
+from pipeline.progress import QUIET, Display
+from pipeline.read import Source, fast, readers, sniff
 from pipeline.read.ahead import read_ahead
-from pipeline.read.gather import gathered
 from pipeline.report import FileReport, IngestReport, SkippedFile
 from pipeline.store import database, location, merge, runs, writer
 from pipeline.store.location import Warehouse
@@ -26,8 +27,6 @@ from pipeline.store.runs import Run
 from pipeline.transform import parse
 from pipeline.validate import validate
 from schemas import FIELD_NAMES, key_aliases
-
-Progress = Callable[[str, int], None]
 
 
 def find_exports(
@@ -94,7 +93,7 @@ def ingest(
     warehouse_dir: Path | str | Warehouse,
     options: Options = Options(),
     *,
-    progress: Progress | None = None,
+    progress: Display = QUIET,
     notify: Callable[[str], None] = lambda message: None,
     on_commit: Callable[[], None] | None = None,
 ) -> IngestReport:
@@ -131,6 +130,7 @@ def ingest(
             previous.pii_mode = options.pii.value
             previous.key_fingerprint = pii.fingerprint(key) if key is not None else None
             previous.ingests.append(report.manifest_entry(datetime.now(UTC)))
+            progress.phase("committing")
             with stops.held():
                 writer.commit(target, run, merged, rejects, previous)
                 report.committed = True
@@ -168,7 +168,7 @@ def _run(
     key: bytes | None,
     report: IngestReport,
     target: writer.Target,
-    progress: Progress | None,
+    progress: Display,
 ) -> tuple[merge.MergeResult, Path | None]:
     """Everything of one ingest up to, not including, its commit: the new files and counts."""
     con = merge.connect(run, options.memory_limit)
@@ -178,6 +178,7 @@ def _run(
             stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
             stats.sha256 = digest
             report.files.append(stats)
+        progress.phase("merging")
         merged = merge.merge(run, con, target.version)
         rejects = merge.write_rejects(run, con)
     finally:
@@ -244,25 +245,67 @@ def _ingest_file(
     source: Source,
     options: Options,
     pseudonyms: pii.Pseudonyms | None,
-    progress: Progress | None,
+    progress: Display,
 ) -> FileReport:
+    """Stage one file's rows: the fast reader's if it can read the file, else the exact one's
+    (from the start again: what the fast reader staged of it is removed)."""
+    note = ""
+    for attempt in readers.attempts(source):
+        try:
+            stats = _stage_file(run, con, seq, source, options, pseudonyms, progress, attempt)
+        except fast.Fallback as exc:
+            note = str(exc)
+            for folder in (run.accepted, run.rejected):
+                for staged in folder.glob(f"{seq:06d}-*.parquet"):
+                    staged.unlink()
+            continue
+        stats.reader = "exact" if attempt == readers.EXACT else "fast"
+        stats.read_note = note if attempt == readers.EXACT else ""
+        return stats
+    raise AssertionError("the exact reader does not fall back")
+
+
+def _stage_file(
+    run: Run,
+    con: duckdb.DuckDBPyConnection,
+    seq: int,
+    source: Source,
+    options: Options,
+    pseudonyms: pii.Pseudonyms | None,
+    progress: Display,
+    attempt: str,
+) -> FileReport:
+    progress.file(source.name)
+    size = source.path.stat().st_size
     stats = FileReport(source.name, source.format.value, encoding=source.encoding)
     # The reader runs in its own thread with its own connection (one DuckDB connection serves
     # one thread at a time) and its own list of warnings, so that their order is the file's.
-    reader = con.cursor()
     read_warnings: list[str] = []
-    frames = gathered(read_export(source, reader, read_warnings.append))
+    zones: Counter[str] = Counter()  # accepted rows by agent_timezone
+    if attempt == readers.EXACT:
+        reader = con.cursor()
+    else:
+        reader = readers.fast_connection(run.staging / "spill-read", options.memory_limit)
+    frames = readers.batches(source, attempt, reader, read_warnings.append)
     batches = read_ahead(frames, reader.interrupt)
+    done = readers.fraction_read(source, attempt, reader)
     try:
-        for batch_no, raw in enumerate(batches):
-            checked = validate(parse(raw, options.naive_timezone))
+        for batch_no, (kind, raw) in enumerate(batches):
+            checked = validate(raw if kind == "typed" else parse(raw, options.naive_timezone))
             ok = checked["_reasons"].list.len() == 0
             accepted, rejected = checked.filter(ok), checked.filter(~ok)
+            if kind == "typed" and len(rejected):
+                # The fast reader hands on as typed only rows the schema should take; one it
+                # rejects has no record to quarantine with: the exact reader reads the file.
+                raise fast.Fallback(
+                    f"the schema rejected a row read fast: {_reason_counts(rejected)}"
+                )
             accepted, rejected = _protect(accepted, rejected, options.pii, pseudonyms)
             name = f"{seq:06d}-{batch_no:06d}.parquet"
             if len(accepted):
                 # Staging is read once, by the merge: fast to write beats small.
                 staged = _stored(accepted, source, seq, run)
+                # With statistics: the merge reads each day's rows by their timestamps' range.
                 staged.write_parquet(run.accepted / name, compression="lz4")
             if len(rejected):
                 _quarantined(rejected, source, seq, run).write_parquet(run.rejected / name)
@@ -271,13 +314,13 @@ def _ingest_file(
             stats.rows_accepted += len(accepted)
             stats.rows_rejected += len(rejected)
             stats.unknown_fields.update(_unknown_keys(raw))
-            _warn_timezones(accepted, stats)
-            if progress is not None:
-                progress(source.name, len(raw))
+            zones.update(_timezone_counts(accepted))
+            progress.advance(round(size * done(raw)), stats.rows_read)
     finally:
         batches.close()
         reader.close()
     stats.warnings[:0] = read_warnings
+    stats.warnings += _timezone_warnings(zones)
     if stats.rows_read != stats.rows_accepted + stats.rows_rejected:
         raise AssertionError(f"{source.name}: rows do not add up: {stats.to_dict()}")
     return stats
@@ -390,17 +433,24 @@ def _reason_counts(rejected: pl.DataFrame) -> dict[str, int]:
 
 def _unknown_keys(raw: pl.DataFrame) -> set[str]:
     # Only a record with a key the schema does not know has `extra_fields`: the keys of those
-    # few are read, not the keys of every record.
+    # few are read, not the keys of every record (and a batch with none reads nothing).
+    if raw["extra_fields"].null_count() == len(raw):
+        return set()
     keys = raw.filter(pl.col("extra_fields").is_not_null())["_keys"].explode().drop_nulls()
     return set(keys.filter(~keys.is_in(list(key_aliases()))).unique().to_list())
 
 
-def _warn_timezones(accepted: pl.DataFrame, stats: FileReport) -> None:
-    # A batch has a handful of timezones: each is looked up once, not once a row.
-    counted = accepted.group_by("agent_timezone").len().sort("agent_timezone")
-    for name, count in counted.iter_rows():
-        if name is not None and name not in _timezones():
-            stats.warnings.append(
-                f"{count} row(s) with agent_timezone {name!r}, not an IANA timezone: "
-                "kept, and read as UTC for local times"
-            )
+def _timezone_counts(accepted: pl.DataFrame) -> Counter[str]:
+    # A batch has a handful of timezones: counted by value, not looked at row by row.
+    counted = accepted.group_by("agent_timezone").len().drop_nulls("agent_timezone")
+    return Counter(dict(counted.iter_rows()))
+
+
+def _timezone_warnings(zones: Counter[str]) -> list[str]:
+    """One warning per timezone of the file that is not an IANA name (each looked up once)."""
+    return [
+        f"{count} row(s) with agent_timezone {name!r}, not an IANA timezone: "
+        "kept, and read as UTC for local times"
+        for name, count in sorted(zones.items())
+        if name not in _timezones()
+    ]

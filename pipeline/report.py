@@ -44,12 +44,18 @@ class FileReport:
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     unknown_fields: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    # Which reader read the file: "fast" (DuckDB reads and types it), or "exact" (the file
+    # needed the reader that takes any layout; `read_note` says why, where the fast one tried).
+    reader: str = "exact"
+    read_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "format": self.format,
             "encoding": self.encoding,
+            "reader": self.reader,
+            **({"read_note": self.read_note} if self.read_note else {}),
             "sha256": self.sha256,
             "rows_read": self.rows_read,
             "rows_accepted": self.rows_accepted,

@@ -3,8 +3,11 @@ rewritten; pure SQL over the staged rows and the stored version, written as new 
 
 from __future__ import annotations
 
-import os
+import contextlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -14,13 +17,24 @@ from pipeline import memory, views
 from pipeline.store import relations, tables
 from pipeline.store.runs import Run
 from pipeline.store.tables import Version
-from schemas import FIELD_NAMES, PARTITION_COLUMN, SESSION_FIELDS, STORED_FIELDS
+from schemas import FIELD_NAMES, PARTITION_COLUMN, STORED_FIELDS
 
 # A partition that has this many files is rewritten as one file when an ingest adds to it.
 MAX_FILES = 8
-# Days one partitioned write covers: with every day of a long export open at once, the write
-# runs short of memory and spills (42 days of 1M sessions: 2.6 s; 16 at a time: 1.9 s).
-DAYS_PER_WRITE = 16
+# Each day is written by a COPY of its own that reads only the staged row groups holding
+# it (DuckDB skips the others by their timestamp statistics). When the staged rows are
+# scattered over the days so that the per-day COPYs together would read more than this many
+# times the staged rows, the rows are first rewritten sorted by day (one sort) instead.
+# Measured on 1M sessions over 42 days: each time the staged rows more read costs ~0.9 CPU s
+# (read factor 1.9: 5.8 CPU s in all; 6.0: 9.4), the sort ~13 CPU s: even at 16.
+MAX_READ_FACTOR = 16
+# Days written at once, one COPY each: a single day's COPY is mostly one thread (one row
+# group to compress), so two side by side keep both cores busy. (One COPY with DuckDB's
+# PARTITION_BY took 2-3x the CPU of the per-day COPYs on 1M sessions.)
+WRITERS = 2
+# Days one COPY writes (a write never holds several days' rows open at once, as DuckDB's
+# PARTITION_BY did, whose buffers could not spill).
+DAYS_PER_WRITE = 1
 
 
 @dataclass
@@ -46,10 +60,6 @@ def connect(run: Run, memory_limit: str = memory.MEMORY_LIMIT) -> duckdb.DuckDBP
     # Bounded memory whatever the size of the ingest: DuckDB spills past this. (The spill
     # itself is bounded by DuckDB's default max_temp_directory_size, 90% of the free disk.)
     con.execute(f"SET memory_limit = '{memory.parse(memory_limit)}'")
-    # A partitioned write buffers this many rows per thread before it writes them out, and
-    # that buffer cannot spill: at DuckDB's default (524,288 rows) 5M sessions ran out of
-    # memory under the cap.
-    con.execute("SET partitioned_write_flush_threshold = 131072")
     return con
 
 
@@ -62,23 +72,22 @@ def _content_hash_sql() -> str:
     return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
 
 
-# The rule the `sessions` view states for local times, spelled as it spells it: the agent's
-# timezone where it is an IANA name DuckDB knows, else UTC.
-_LOCAL_DATE = """CAST(timezone(
-    CASE WHEN agent_timezone IN (SELECT name FROM pg_timezone_names()) THEN agent_timezone
-         ELSE 'UTC' END,
-    "timestamp") AS DATE)"""
+def _local_date_sql(timezones: list[str]) -> str:
+    """The rule the `sessions` view states for local times, as it states it: the agent's
+    timezone where it is an IANA name DuckDB knows, else UTC. `timezones` are the run's
+    timezones DuckDB knows, found once: a per-row lookup in pg_timezone_names() costs more."""
+    if not timezones:
+        return "CAST(timezone('UTC', \"timestamp\") AS DATE)"
+    names = ", ".join(views.quote(name) for name in timezones)
+    return f"""CAST(timezone(
+        CASE WHEN agent_timezone IN ({names}) THEN agent_timezone ELSE 'UTC' END,
+        "timestamp") AS DATE)"""
 
-# What ingest stages: the session fields, lineage, and each row's place among the deliveries.
-_STAGED = (
-    *((f.name, f.duckdb_type) for f in SESSION_FIELDS),
-    ("extra_fields", "VARCHAR"),
-    ("source_file", "VARCHAR"),
-    ("ingested_at", "TIMESTAMPTZ"),
-    ("_file_seq", "BIGINT"),
-    ("_element", "BIGINT"),
-    ("_item", "BIGINT"),
-)
+
+# Scratch tables of a merge, in the connection's in-memory database (not TEMP: the writers'
+# cursors are connections of their own, and see only the database's tables).
+_KEYED, _LOSERS = "_merge_keyed", "_merge_losers"
+_MATCHED, _COMPARED = "_merge_matched", "_merge_compared"
 
 
 def merge(run: Run, con: duckdb.DuckDBPyConnection, version: Version | None) -> MergeResult:
@@ -88,61 +97,128 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection, version: Version | None) -> 
     Within the run the latest delivery of a session wins (later file, then later record);
     over the warehouse, a delivery replaces the stored session unless its content is equal.
     """
-    stored = ", ".join(f'"{f.name}"' for f in STORED_FIELDS)
+    written = partitions_folder(run)
+    written.mkdir()
     # Files named one by one, never a glob: the warehouse's own path may hold `[` or `*`.
     accepted = sorted(run.accepted.glob("*.parquet"))
+    if not accepted:
+        return MergeResult(0, 0, 0, 0)
+    try:
+        return _merge(run, con, version, accepted, written)
+    finally:
+        for table in (_KEYED, _LOSERS, _MATCHED, _COMPARED):
+            # After a failure the connection may refuse: that failure is the one to raise.
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _merge(
+    run: Run,
+    con: duckdb.DuckDBPyConnection,
+    version: Version | None,
+    accepted: list[Path],
+    written: Path,
+) -> MergeResult:
+    files = f"[{', '.join(views.quote(str(p)) for p in accepted)}]"
+    # `filename` and `file_row_number` name a staged row: the deliveries that lose are
+    # dropped by them.
     staged = (
-        f"read_parquet([{', '.join(views.quote(str(p)) for p in accepted)}], "
-        "hive_partitioning = false)"
-        if accepted
-        else views.empty_relation(_STAGED)
+        f"read_parquet({files}, hive_partitioning = false, filename = true, file_row_number = true)"
+    )
+    # Whether any session comes twice (or without an id, keyed by its content), and the
+    # timezones of the run that DuckDB knows: two passes over one narrow column each.
+    rows, with_id, ids = con.execute(
+        f"SELECT count(*), count(session_id), count(DISTINCT session_id) FROM {staged}"
+    ).fetchall()[0]
+    known = sorted(
+        name
+        for (name,) in con.execute(f"""
+            SELECT DISTINCT name FROM pg_timezone_names()
+            WHERE name IN (SELECT agent_timezone FROM {staged})
+        """).fetchall()
+    )
+    content_hash = _content_hash_sql()
+    day = 'CAST("timestamp" AS DATE)'
+    losers = 0
+    if rows == with_id == ids:
+        # Every session once, by its id: the key is the id, nothing is superseded.
+        keys = f'(SELECT session_id AS session_key, {day} AS "{PARTITION_COLUMN}" FROM {staged})'
+        source = staged
+    else:
+        # Keys hashed only where there is no id; the window that picks the latest delivery
+        # runs only over the sessions delivered more than once (the costliest step).
+        con.execute(f"""
+            CREATE TABLE {_KEYED} AS
+            SELECT filename, file_row_number, _file_seq, _element, _item,
+                coalesce(session_id,
+                         'content:' || CASE WHEN session_id IS NULL THEN {content_hash} END)
+                    AS session_key,
+                {day} AS "{PARTITION_COLUMN}"
+            FROM {staged}
+        """)
+        con.execute(f"""
+            CREATE TABLE {_LOSERS} AS
+            SELECT filename, file_row_number FROM {_KEYED}
+            WHERE session_key IN (
+                SELECT session_key FROM {_KEYED} GROUP BY session_key HAVING count(*) > 1)
+            QUALIFY row_number() OVER (
+                PARTITION BY session_key
+                ORDER BY _file_seq DESC, _element DESC, _item DESC NULLS LAST) > 1
+        """)
+        losers = con.execute(f"SELECT count(*) FROM {_LOSERS}").fetchall()[0][0]
+        keys = (
+            f'(SELECT session_key, "{PARTITION_COLUMN}" FROM {_KEYED} k '
+            f"ANTI JOIN {_LOSERS} l USING (filename, file_row_number))"
+        )
+        source = (
+            f"(SELECT s.* FROM {staged} s ANTI JOIN {_LOSERS} l USING (filename, file_row_number))"
+            if losers
+            else staged
+        )
+    # Each kept delivery with everything stored: key, content hash, local date, its day.
+    incoming = f"""
+        SELECT *, {day} AS "{PARTITION_COLUMN}" FROM (
+            SELECT *, coalesce(session_id, 'content:' || content_hash) AS session_key FROM (
+                SELECT *, {content_hash} AS content_hash, {_local_date_sql(known)} AS local_date
+                FROM {source}))"""
+
+    # The stored sessions the run delivers again (read: their key, hash and day only), and
+    # how each compares with its new delivery (hashed here only for these sessions).
+    existing = relations.stored(con, version)
+    # (Into an empty warehouse, nothing to read.)
+    among = (
+        f"session_key IN (SELECT session_key FROM {keys})"
+        if version is not None and version.session_files()
+        else "false"
     )
     con.execute(f"""
-        CREATE TEMP TABLE incoming AS
-        SELECT {stored}, CAST("timestamp" AS DATE) AS "{PARTITION_COLUMN}",
-            _file_seq, _element, _item
-        FROM (
-            SELECT *, coalesce(session_id, 'content:' || content_hash) AS session_key
-            FROM (
-                SELECT *, {_content_hash_sql()} AS content_hash, {_LOCAL_DATE} AS local_date
-                FROM {staged}
-            )
-        )
+        CREATE TABLE {_MATCHED} AS
+        SELECT session_key, content_hash, "{PARTITION_COLUMN}" FROM {existing} WHERE {among}
     """)
-    # Most runs deliver each session once; the window that picks the latest delivery is the
-    # costliest step of a merge, so it runs only over the sessions delivered more than once.
-    repeated = con.execute("SELECT count(*) - count(DISTINCT session_key) FROM incoming")
-    if repeated.fetchall()[0][0]:
-        con.execute("""
-            DELETE FROM incoming WHERE rowid IN (
-                SELECT rowid FROM incoming
-                WHERE session_key IN (
-                    SELECT session_key FROM incoming GROUP BY session_key HAVING count(*) > 1)
-                QUALIFY row_number() OVER (
-                    PARTITION BY session_key
-                    ORDER BY _file_seq DESC, _element DESC, _item DESC NULLS LAST) > 1)
-        """)
-    existing = relations.stored(con, version)
     con.execute(f"""
-        CREATE TEMP TABLE compared AS
+        CREATE TABLE {_COMPARED} AS
         SELECT i.session_key, i."{PARTITION_COLUMN}" AS new_date,
-               e."{PARTITION_COLUMN}" AS old_date,
-               CASE WHEN e.session_key IS NULL THEN 'new'
-                    WHEN e.content_hash = i.content_hash THEN 'unchanged'
+               m."{PARTITION_COLUMN}" AS old_date,
+               CASE WHEN m.content_hash = i.content_hash THEN 'unchanged'
                     ELSE 'updated' END AS outcome
-        FROM incoming i
-        LEFT JOIN (SELECT session_key, content_hash, "{PARTITION_COLUMN}" FROM {existing}) e
-            ON e.session_key = i.session_key
+        FROM (SELECT session_key, content_hash, "{PARTITION_COLUMN}" FROM ({incoming})
+              WHERE session_key IN (SELECT session_key FROM {_MATCHED})) i
+        JOIN {_MATCHED} m ON m.session_key = i.session_key
     """)
-    counts = dict(con.execute("SELECT outcome, count(*) FROM compared GROUP BY ALL").fetchall())
+    counts = dict(con.execute(f"SELECT outcome, count(*) FROM {_COMPARED} GROUP BY ALL").fetchall())
+    counts["new"] = rows - losers - sum(counts.values())
+    unchanged = f"SELECT session_key FROM {_COMPARED} WHERE outcome = 'unchanged'"
     # Every day the run changes, and whether it loses a row there (an updated session's old
     # version) or only gains some.
+    gains = f'SELECT "{PARTITION_COLUMN}" FROM {keys}'
+    if counts.get("unchanged"):
+        gains += f" WHERE session_key NOT IN ({unchanged})"
     changed_days = {
-        str(day): loses
-        for day, loses in con.execute("""
+        str(d): loses
+        for d, loses in con.execute(f"""
             SELECT d, bool_or(loses) FROM (
-                SELECT new_date AS d, false AS loses FROM compared WHERE outcome <> 'unchanged'
-                UNION ALL SELECT old_date, true FROM compared WHERE outcome = 'updated')
+                SELECT DISTINCT "{PARTITION_COLUMN}" AS d, false AS loses FROM ({gains})
+                UNION ALL SELECT old_date, true FROM {_COMPARED} WHERE outcome = 'updated')
             GROUP BY d
         """).fetchall()
     }
@@ -153,31 +229,64 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection, version: Version | None) -> 
     for stored_file in version.session_files() if version is not None else []:
         files_in.setdefault(str(stored_file.day), []).append(stored_file)
     rewritten = {
-        day
-        for day, loses in changed_days.items()
-        if loses or len(files_in.get(day, [])) >= MAX_FILES
+        d for d, loses in changed_days.items() if loses or len(files_in.get(d, [])) >= MAX_FILES
     }
-    kept = (
-        f"""SELECT {stored}, "{PARTITION_COLUMN}"
-            FROM {relations.stored(con, version, rewritten)}
-            WHERE session_key NOT IN (
-                SELECT session_key FROM compared WHERE outcome = 'updated')"""
-        if any(files_in.get(day) for day in rewritten)
-        else None
-    )
-    changed = f'SELECT {stored}, "{PARTITION_COLUMN}" FROM incoming'
+
+    stored = ", ".join(f'"{f.name}"' for f in STORED_FIELDS)
+    changed = f'SELECT {stored}, "{PARTITION_COLUMN}" FROM ({incoming})'
     if counts.get("unchanged"):
-        changed += """ WHERE session_key IN (
-            SELECT session_key FROM compared WHERE outcome <> 'unchanged')"""
-    written = partitions_folder(run)
-    written.mkdir()
-    # Each write takes only its own days' rows (see _write_partitions).
-    if rewritten:
-        union = f"{kept} UNION ALL {changed}" if kept else changed
-        _write_partitions(con, union, rewritten, written, run, "r")
-    if len(rewritten) < len(changed_days):
-        _write_partitions(con, changed, set(changed_days) - rewritten, written, run, "a")
-    removes = [tables.remove_action(f) for day in sorted(rewritten) for f in files_in.get(day, [])]
+        changed += f" WHERE session_key NOT IN ({unchanged})"
+    if _read_factor(con, accepted, set(changed_days)) > MAX_READ_FACTOR:
+        # Scattered days: sorted by day once, so that each day's COPY reads its own rows.
+        ordered = run.staging / "spill" / "by-day.parquet"
+        ordered.parent.mkdir(exist_ok=True)
+        con.execute(f"""
+            COPY ({changed} ORDER BY "{PARTITION_COLUMN}") TO {views.quote(str(ordered))}
+            (FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE 16384)
+        """)
+        by_day = f"read_parquet({views.quote(str(ordered))}, hive_partitioning = false)"
+
+        def new_rows(d: str) -> str:
+            return f"SELECT {stored} FROM {by_day} WHERE \"{PARTITION_COLUMN}\" = DATE '{d}'"
+    else:
+
+        def new_rows(d: str) -> str:
+            # On `timestamp` itself, so that DuckDB skips the staged row groups of other days
+            # by their statistics; the same as the UTC date of `timestamp` being `d`.
+            start, end = date.fromisoformat(d), date.fromisoformat(d) + timedelta(days=1)
+            within = (
+                f"\"timestamp\" >= TIMESTAMPTZ '{start} 00:00:00+00' "
+                f"AND \"timestamp\" < TIMESTAMPTZ '{end} 00:00:00+00'"
+            )
+            return f"SELECT {stored} FROM ({changed}) WHERE {within}"
+
+    updated = f"SELECT session_key FROM {_COMPARED} WHERE outcome = 'updated'"
+
+    def rows_of(cur: duckdb.DuckDBPyConnection, d: str) -> str:
+        if d not in rewritten or not files_in.get(d):
+            return new_rows(d)
+        # The day's stored rows but those the run updates, and its new rows.
+        kept = relations.stored(cur, version, {d})
+        return (
+            f"SELECT {stored} FROM {kept} WHERE session_key NOT IN ({updated}) "
+            f"UNION ALL {new_rows(d)}"
+        )
+
+    def write(cur: duckdb.DuckDBPyConnection, d: str) -> None:
+        kind = "r" if d in rewritten else "a"
+        folder = written / f"{PARTITION_COLUMN}={d}"
+        folder.mkdir()
+        target = folder / f"part-{run.run_id}-{kind}0.parquet"
+        count = cur.execute(f"""
+            COPY ({rows_of(cur, d)}) TO {views.quote(str(target))}
+            (FORMAT parquet, COMPRESSION zstd)
+        """).fetchall()[0][0]
+        if not count:  # a rewritten day with no rows left: no file, and no folder
+            target.unlink()
+            folder.rmdir()
+
+    _in_parallel(con, write, sorted(changed_days))
+    removes = [tables.remove_action(f) for d in sorted(rewritten) for f in files_in.get(d, [])]
     return MergeResult(
         sessions_new=counts.get("new", 0),
         sessions_updated=counts.get("updated", 0),
@@ -187,35 +296,85 @@ def merge(run: Run, con: duckdb.DuckDBPyConnection, version: Version | None) -> 
     )
 
 
+def _read_factor(con: duckdb.DuckDBPyConnection, accepted: list[Path], days: set[str]) -> float:
+    """How many times the staged rows the per-day COPYs would read together: each day reads
+    the row groups whose `timestamp` range holds it (all of them, without statistics)."""
+    if not days:
+        return 0.0
+    files = f"[{', '.join(views.quote(str(p)) for p in accepted)}]"
+    wanted = f"[{', '.join(f'DATE {views.quote(d)}' for d in sorted(days))}]"
+    total, read = con.execute(f"""
+        SELECT sum(row_group_num_rows),
+            sum(row_group_num_rows * CASE
+                WHEN lo IS NULL OR hi IS NULL THEN len({wanted})
+                ELSE len(list_filter({wanted}, lambda d: d BETWEEN lo AND hi)) END)
+        FROM (
+            SELECT row_group_num_rows,
+                TRY_CAST(TRY_CAST(stats_min_value AS TIMESTAMPTZ) AS DATE) AS lo,
+                TRY_CAST(TRY_CAST(stats_max_value AS TIMESTAMPTZ) AS DATE) AS hi
+            FROM parquet_metadata({files}) WHERE path_in_schema = 'timestamp')
+    """).fetchall()[0]
+    return float(read) / float(total) if total else 0.0
+
+
+def _in_parallel(
+    con: duckdb.DuckDBPyConnection,
+    work: Callable[[duckdb.DuckDBPyConnection, str], None],
+    items: list[str],
+) -> None:
+    """`work` for every item, on WRITERS cursors of `con` side by side. The calling thread is
+    one of them, so that a signal interrupts its query as it would any other; the first
+    failure stops the others and is raised."""
+    pending = iter(items)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    cursors = [con.cursor() for _ in range(WRITERS)]
+    for cur in cursors:
+        # A cursor is a connection of its own: the merge's settings, said again.
+        cur.execute("SET TimeZone = 'UTC'")
+
+    def lane(cur: duckdb.DuckDBPyConnection) -> None:
+        while not failures:
+            with lock:
+                item = next(pending, None)
+            if item is None:
+                return
+            try:
+                work(cur, item)
+            except BaseException as exc:
+                failures.append(exc)
+                for other in cursors:
+                    if other is not cur:
+                        other.interrupt()
+                raise
+
+    helpers = [threading.Thread(target=_quietly, args=(lane, cur)) for cur in cursors[1:]]
+    try:
+        for helper in helpers:
+            helper.start()
+        lane(cursors[0])
+    finally:
+        for helper in helpers:
+            helper.join()
+        for cur in cursors:
+            cur.close()
+    if failures:
+        raise failures[0]
+
+
+def _quietly(
+    lane: Callable[[duckdb.DuckDBPyConnection], None], cur: duckdb.DuckDBPyConnection
+) -> None:
+    # A helper's failure is recorded by `lane` and raised by the calling thread.
+    try:
+        lane(cur)
+    except BaseException:
+        return
+
+
 def partitions_folder(run: Run) -> Path:
     """Where the merge writes the new sessions files: `date=YYYY-MM-DD/part-<run>-*.parquet`."""
     return run.staging / "partitions"
-
-
-def _write_partitions(
-    con: duckdb.DuckDBPyConnection, rows: str, days: set[str], folder: Path, run: Run, kind: str
-) -> None:
-    """`rows` (of `days` only) as one folder per day under `folder`, a few days per write."""
-    ordered = sorted(days)
-    for start in range(0, len(ordered), DAYS_PER_WRITE):
-        group = set(ordered[start : start + DAYS_PER_WRITE])
-        written = folder.with_name(f"{folder.name}-{kind}{start}")
-        con.execute(f"""
-            COPY (SELECT * FROM ({rows})
-                  WHERE CAST("{PARTITION_COLUMN}" AS VARCHAR) IN ({_sql_list(group)}))
-            TO {views.quote(str(written))}
-            (FORMAT parquet, PARTITION_BY ("{PARTITION_COLUMN}"), COMPRESSION zstd,
-             FILENAME_PATTERN 'part-{run.run_id}-{kind}{{i}}', WRITE_PARTITION_COLUMNS false)
-        """)
-        if written.exists():  # no folder where the days have no rows left
-            for partition in written.iterdir():
-                os.replace(partition, folder / partition.name)
-            written.rmdir()
-
-
-def _sql_list(values: set[str]) -> str:
-    # Dates only (YYYY-MM-DD, from DuckDB itself): nothing to escape.
-    return ", ".join(f"'{v}'" for v in sorted(values))
 
 
 def write_rejects(run: Run, con: duckdb.DuckDBPyConnection) -> Path | None:

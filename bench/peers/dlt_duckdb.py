@@ -1,0 +1,30 @@
+"""dlt: Arrow batches (pyarrow's streaming reader, explicit schema) into a DuckDB database
+(the `duckdb` destination), `merge` on session_id."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dlt
+
+sys.path.insert(0, str(Path(__file__).parent))
+from arrow_batches import batches
+
+source, out = sys.argv[1], Path(sys.argv[2])
+
+
+@dlt.resource(name="sessions", primary_key="session_id", write_disposition="merge")
+def sessions():  # type: ignore[no-untyped-def]
+    yield from batches(source)
+
+
+out.mkdir(parents=True, exist_ok=True)
+pipeline = dlt.pipeline(
+    pipeline_name="bench_duckdb",
+    pipelines_dir=str(out / "pipelines"),
+    destination=dlt.destinations.duckdb(str(out / "peer.duckdb")),
+    dataset_name="bench",
+)
+info = pipeline.run(sessions())
+info.raise_on_failed_jobs()

@@ -1,0 +1,125 @@
+"""What the fast readers share: giving up on a file, the independent count of its lines,
+batches of their query's rows, and the columns typed rows carry."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from pipeline.read.json_records import META_COLUMNS
+from pipeline.read.source import Source, open_bytes
+from pipeline.transform import REASON
+from schemas import FIELD_NAMES, polars_schema
+
+# Rows handed on at a time: Pandera and polars cost a fixed time a call (see gather.py).
+BATCH_ROWS = 100_000
+_COUNT_BLOCK = 16 << 20
+
+
+class Fallback(Exception):
+    """This reader cannot read the file as the exact reader would: use that one."""
+
+
+class NotJson(Fallback):
+    """A line is not JSON: read the file again, `tolerant`."""
+
+
+@contextmanager
+def read_failures(tolerant: bool) -> Iterator[None]:
+    """Any failure of DuckDB's reading, as a decision: read the file again, tolerant (a line
+    that is not JSON) or with the exact reader (anything else: it says best what is wrong, or
+    reads what DuckDB could not). Memory and interrupts are not the file's: they go on."""
+    try:
+        yield
+    except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+        raise
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        # Raised by DuckDB, or by Arrow's reader of its result (as an OSError).
+        message = " ".join(str(exc).split())[:300]
+        if not tolerant and "json" in message.lower():
+            raise NotJson(message) from None
+        raise Fallback(message) from None
+
+
+def batches(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
+    """The rows of `reader` in tables of about `BATCH_ROWS` (DuckDB hands them out by 2,048)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in reader:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= BATCH_ROWS:
+            yield pa.Table.from_batches(pending)
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def with_meta(typed: pl.DataFrame, line: np.ndarray, element: np.ndarray) -> pl.DataFrame:
+    """Typed rows with the columns the transform would give them: every meta column, empty
+    where a row with the usual keys has nothing to say, and no reasons."""
+    nulls: dict[str, pl.DataType] = {
+        "extra_fields": pl.String(),
+        "_keys": pl.List(pl.String),
+        "_item": pl.Int64(),
+        "_record": pl.String(),
+        "_error": pl.String(),
+        "_error_detail": pl.String(),
+    }
+    return (
+        typed.cast(polars_schema())
+        .with_columns(
+            *[pl.lit(None, dtype).alias(name) for name, dtype in nulls.items()],
+            pl.Series("_line", line),
+            pl.Series("_element", element),
+            pl.lit([], pl.List(REASON)).alias("_reasons"),
+        )
+        .select(*FIELD_NAMES, *META_COLUMNS, "_reasons")
+    )
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class LineCounter(threading.Thread):
+    """Counts the file's lines as the exact reader numbers them (every newline, and a last
+    line without one), apart from DuckDB, beside it; and, in the same pass, whether any of
+    `refused` (byte strings a reader cannot take) occurs in the file."""
+
+    def __init__(self, source: Source, refused: tuple[bytes, ...] = ()) -> None:
+        super().__init__(name="line-count", daemon=True)
+        self._source = source
+        self._refused = refused
+        self._count: int | None = None
+        self._found: bytes | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            count, last = 0, b"\n"
+            with open_bytes(self._source) as stream:
+                while block := stream.read(_COUNT_BLOCK):
+                    count += block.count(b"\n")
+                    if self._refused and self._found is None:
+                        # With the block before's last byte: a pair may straddle two blocks.
+                        seen = last + block
+                        self._found = next((r for r in self._refused if r in seen), None)
+                    last = block[-1:]
+            self._count = count + (last != b"\n")
+        except BaseException as exc:  # the exact reader will say what is wrong
+            self._error = exc
+
+    def result(self) -> int:
+        self.join()
+        if self._count is None:
+            raise Fallback(f"the lines could not be counted: {self._error}")
+        if self._found is not None:
+            raise Fallback(f"the file holds {self._found.decode()!r}, which this reader refuses")
+        return self._count

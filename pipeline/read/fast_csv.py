@@ -1,0 +1,239 @@
+"""CSV, fast: DuckDB reads the file and types what is certain; the rest goes the exact way.
+
+DuckDB's CSV reader (RFC 4180, strict, every field text) reads the records on both cores;
+the values in the layout the API writes are typed in the same query (`strict`). A record
+with any other value (a blank at an end, another layout, a value that does not parse) is
+odd: it is handed on as text, as the exact reader (`csv.py`) gives it, for the transform to
+type and reject as it always has; its line and text, which only a rejection needs, are read
+from the file at the end, in one pass, for the odd records alone.
+
+The reader gives up (`fast.Fallback`) where DuckDB does not see the file's records as the
+exact reader does: a record it cannot read (a quote out of place, a field too many, bytes
+that are not UTF-8), a record over several lines (a quoted newline), a blank line, or more
+odd records than it keeps aside. The exact reader then reads the file from the start.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline.read import fast, strict
+from pipeline.read.json_records import META_COLUMNS
+from pipeline.read.records import iter_records
+from pipeline.read.source import Format, Source, open_bytes
+from schemas import FIELD_NAMES, key_aliases, repeated_fields
+
+# Odd records kept aside until the end, at most: a file with more is read the exact way.
+MAX_ODD = 100_000
+MAX_LINE_BYTES = 1 << 20
+# A space beside a quote: DuckDB's CSV parser drops one before an opening quote and those
+# after a closing one, where the exact reader's (Arrow's) keeps them as text. A file that has
+# one anywhere (`, "2"`, `"a" "b"`, or `""hi"" there` inside a field) is read the exact way.
+_SPACE_BY_QUOTE = (b' "', b'" ')
+# What the exact reader's parser (Arrow's CSV reader, default options) reads as null.
+_NULL_SPELLINGS = tuple(pacsv.ConvertOptions().null_values)
+
+
+def header(source: Source) -> list[str] | None:
+    """The names of `source`'s columns, if the fast reader may read it: a UTF-8 CSV whose
+    header is one line and names each field once. (A byte order mark DuckDB drops, as the
+    exact reader does; `open_bytes` drops it here.)"""
+    if source.format is not Format.CSV or source.encoding != "utf-8":
+        return None
+    with open_bytes(source) as stream:
+        head = stream.read(1 << 20)
+    if b"\n" not in head:
+        return None
+    line = head.split(b"\n", 1)[0]
+    try:
+        rows = list(csv.reader(io.StringIO(line.decode(), newline="")))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    if len(rows) != 1:
+        return None
+    names = [name.strip() for name in rows[0]]
+    if repeated_fields(names) or not any(name in key_aliases() for name in names):
+        return None
+    if len(names) == 1:
+        # With one column DuckDB reads a blank line as a record (of one null); the exact
+        # reader skips it, and the count of lines cannot tell them apart.
+        return None
+    return names
+
+
+def read(
+    source: Source,
+    con: duckdb.DuckDBPyConnection,
+    warn: Callable[[str], None],
+    names: list[str],
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """The sessions of `source` (whose header is `names`) in batches, as `fast_ndjson.read`
+    gives them. `con` must preserve insertion order."""
+    counter = fast.LineCounter(source, refused=_SPACE_BY_QUOTE)
+    counter.start()
+    odd: list[pl.DataFrame] = []
+    odd_rows = elements = 0
+    try:
+        with fast.read_failures(tolerant=True):
+            sql = _sql(tuple(names), source.gzipped)
+            result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(fast.BATCH_ROWS)
+            assert result is not None
+            for table in fast.batches(result):
+                typed, texts = _split(table, names, elements)
+                elements += table.num_rows
+                if typed is not None:
+                    yield "typed", typed
+                if texts is not None:
+                    odd.append(texts)
+                    odd_rows += len(texts)
+                    if odd_rows > MAX_ODD:
+                        raise fast.Fallback(f"more than {MAX_ODD:,} records are odd")
+        counted = counter.result()
+    finally:
+        counter.join()
+    if counted != elements + 1:
+        raise fast.Fallback(f"DuckDB read {elements} records, the count says {counted} lines")
+    if odd:
+        yield from _odd_records(source, pl.concat(odd))
+
+
+def _split(
+    table: pa.Table, names: list[str], elements: int
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    ok = table.column("_ok").to_numpy(zero_copy_only=False)
+    element = np.arange(elements, elements + table.num_rows, dtype=np.int64)
+    # The record's first line: the header is line 1, and each record is one line (or the
+    # count of lines would not agree, and the file would be read the exact way).
+    line = element + 2
+    typed = texts = None
+    if ok.any():
+        rows = table.filter(pa.array(ok))
+        frame = pl.from_arrow(rows.select([*FIELD_NAMES, *_raw_names(len(names))]))
+        assert isinstance(frame, pl.DataFrame)
+        extra, keys = _extra_fields(frame, names)
+        unknown = frame.with_columns(extra.alias("extra_fields"), keys.alias("_keys")).select(
+            "extra_fields", "_keys"
+        )
+        typed = (
+            fast.with_meta(frame.select(FIELD_NAMES), line[ok], element[ok])
+            .drop("extra_fields", "_keys")
+            .hstack(unknown)
+            .select(*FIELD_NAMES, *META_COLUMNS, "_reasons")
+        )
+    if not ok.all():
+        rows = table.filter(pa.array(~ok))
+        frame = pl.from_arrow(rows.select(_raw_names(len(names))))
+        assert isinstance(frame, pl.DataFrame)
+        texts = frame.with_columns(
+            pl.Series("_line", line[~ok]), pl.Series("_element", element[~ok])
+        )
+    return typed, texts
+
+
+def _extra_fields(frame: pl.DataFrame, names: list[str]) -> tuple[pl.Expr, pl.Expr]:
+    """The unknown columns as the exact reader writes them (one JSON object of their texts),
+    and the header as every record's keys where it has unknown columns (else none)."""
+    aliases = key_aliases()
+    unknown = [(f"_c{i}", name) for i, name in enumerate(names) if name not in aliases]
+    if not unknown:
+        return pl.lit(None, pl.String), pl.lit(None, pl.List(pl.String))
+    extra = pl.struct([pl.col(column).alias(name) for column, name in unknown]).struct
+    keys = pl.lit(pl.Series([names], dtype=pl.List(pl.String))).first()
+    return extra.json_encode(), keys
+
+
+def _odd_records(source: Source, texts: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
+    """The odd records as the exact reader gives them: their fields as text, their line,
+    and the record as it is in the file (one more pass over it, for these lines only)."""
+    names = header(source)
+    assert names is not None
+    wanted = texts["_line"].to_numpy()
+    found: dict[int, str] = {}
+    with open_bytes(source) as stream:
+        for records in iter_records(stream):
+            hit = np.flatnonzero(np.isin(records.line, wanted))
+            for i in hit:
+                text = records.data[int(i)].as_py().decode().rstrip("\r\n")
+                found[int(records.line[i])] = text
+    aliases = key_aliases()
+    extra, keys = _extra_fields(texts, names)
+    known = {aliases[name]: f"_c{i}" for i, name in enumerate(names) if name in aliases}
+    raw = texts.select(
+        *[
+            pl.col(known[name]).alias(name)
+            if name in known
+            else pl.lit(None, pl.String).alias(name)
+            for name in FIELD_NAMES
+        ],
+        extra.alias("extra_fields"),
+        keys.alias("_keys"),
+        "_line",
+        "_element",
+        pl.lit(None, pl.Int64).alias("_item"),
+        pl.Series("_record", [found.get(int(line)) for line in wanted], dtype=pl.String),
+        pl.lit(None, pl.String).alias("_error"),
+        pl.lit(None, pl.String).alias("_error_detail"),
+    ).select(*FIELD_NAMES, *META_COLUMNS)
+    for start in range(0, len(raw), fast.BATCH_ROWS):
+        yield "raw", raw.slice(start, fast.BATCH_ROWS)
+
+
+def _raw_names(width: int) -> list[str]:
+    return [f"_c{i}" for i in range(width)]
+
+
+@lru_cache(maxsize=8)
+def _sql(names: tuple[str, ...], gzipped: bool) -> str:
+    aliases = key_aliases()
+    raw = _raw_names(len(names))
+    # As the exact reader's CSV parser (Arrow's) gives them: a field that is one of its null
+    # spellings (empty, `NULL`, `NA`, `n/a`, `NaN`, ...), quoted or not, is null.
+    nulls = ", ".join(fast.literal(v) for v in _NULL_SPELLINGS)
+    raw_texts = [
+        f"CASE WHEN {column} IN ({nulls}) THEN NULL ELSE {column} END AS {column}" for column in raw
+    ]
+    values = {
+        aliases[name]: column for name, column in zip(names, raw, strict=True) if name in aliases
+    }
+    selected, sure = strict.columns(values, "_suspect")
+    texts = strict.texts(values, "_suspect")
+    # A value may start or end with a blank only where a field does, or where a character is
+    # not ASCII, or a control character is; the fields are joined to look once a record.
+    joined = "concat_ws(chr(31), " + ", ".join(values.values()) + ")"
+    suspect = """(starts_with(_all, ' ') OR ends_with(_all, ' ')
+        OR contains(_all, chr(31) || ' ') OR contains(_all, ' ' || chr(31))
+        OR strlen(_all) <> length(_all) OR regexp_matches(_all, '[\\x09-\\x0d]'))"""
+    columns = "{" + ", ".join(f"'{column}': 'VARCHAR'" for column in raw) + "}"
+    compression = "gzip" if gzipped else "none"
+    # Known fields' texts go out only with an odd record; unknown ones with every record.
+    out = [
+        c if names[i] not in aliases else f"CASE WHEN NOT _ok THEN {c} END AS {c}"
+        for i, c in enumerate(raw)
+    ]
+    return f"""
+SELECT _ok, {", ".join(f'"{name}"' for name in FIELD_NAMES)}, {", ".join(out)}
+FROM (
+  SELECT coalesce({sure}, false) AS _ok, {", ".join(selected)}, {", ".join(raw)}
+  FROM (
+    SELECT {", ".join(raw)}, {", ".join(texts)}
+    FROM (
+      SELECT *, {suspect} AS _suspect
+      FROM (
+        SELECT {", ".join(raw_texts)}, {joined} AS _all
+        FROM read_csv($1, columns = {columns}, header = true, delim = ',', quote = '"',
+                      escape = '"', auto_detect = false, strict_mode = true,
+                      max_line_size = {MAX_LINE_BYTES}, compression = '{compression}')
+      )
+    )
+  )
+)
+"""

@@ -1,0 +1,193 @@
+"""NDJSON, fast: DuckDB reads the file, parses each line once, and types what is certain.
+
+One query reads the file's lines (DuckDB's CSV reader as a line reader, on both cores),
+takes each line's keys, and, for a line with the file's usual keys, its values, typed where
+their layout leaves no doubt (`strict`). Those rows come out typed. Every other line (keys
+unknown, repeated, missing or in another order; a value in another layout; not JSON; not an
+object; an API page) comes out as its text and goes the way every line went before this
+reader: `json_records` turns it into raw columns, the transform types them. So the rows that
+are odd pay for being odd, and only they.
+
+The reader gives up on the file (`Fallback`) where DuckDB's line reader cannot be trusted to
+see the file as the exact reader does: a line it cannot read (not UTF-8, too long, a carriage
+return alone), or a count of lines other than the independent count's. The ingest then reads
+the file with the exact reader, from the start.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from pipeline.read import fast, json_records, strict
+from pipeline.read.source import Format, Source, open_bytes
+from schemas import FIELD_NAMES, key_aliases
+
+# The most a line may have for DuckDB's line reader (its default is 2 MB); a longer one is
+# the exact reader's (it reads up to 16 MB, and tells what is larger).
+MAX_LINE_BYTES = 1 << 20
+
+
+def eligible(source: Source) -> bool:
+    """Whether the fast reader may try `source`: NDJSON in UTF-8 whose first line has the
+    usual keys. (A byte order mark DuckDB drops, as the exact reader does.)"""
+    if source.format is not Format.NDJSON or source.encoding != "utf-8":
+        return False
+    with open_bytes(source) as stream:
+        return _usual_keys(stream.read(1 << 20)) != ()
+
+
+def _usual_keys(head: bytes) -> tuple[str, ...]:
+    """The keys of the file's first line, if they are known and each given once (see
+    `json_records._usual_keys`)."""
+    for line in head.split(b"\n"):
+        if line.strip(b" \t\r"):
+            if len(line) == len(head) and len(head) >= 1 << 20:
+                return ()  # a first line longer than the head: not this reader's
+            return json_records._usual_keys(line)
+    return ()
+
+
+def read(
+    source: Source,
+    con: duckdb.DuckDBPyConnection,
+    warn: Callable[[str], None],
+    *,
+    tolerant: bool = False,
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """The sessions of `source` in order, in batches: ("typed", rows typed and ready for
+    validation) or ("raw", rows as the exact readers give them, for the transform).
+
+    `con` must preserve insertion order (the rows' places are counted as they come). Each
+    line is parsed as it is; with `tolerant`, under `try`, which a file with a line that is
+    not JSON needs (and pays for: it is slower). Raises `NotJson` (without `tolerant`) or
+    `Fallback` where the file must be read again, so; what was yielded is then void.
+    """
+    with open_bytes(source) as stream:
+        usual = _usual_keys(stream.read(1 << 20))
+    if not usual:
+        raise fast.Fallback("the first line's keys are not the usual ones")
+    counter = fast.LineCounter(source)
+    counter.start()
+    try:
+        yield from _read(source, con, usual, warn, counter, tolerant=tolerant)
+    finally:
+        counter.join()
+
+
+def _read(
+    source: Source,
+    con: duckdb.DuckDBPyConnection,
+    usual: tuple[str, ...],
+    warn: Callable[[str], None],
+    counter: fast.LineCounter,
+    *,
+    tolerant: bool,
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    sql = _sql(usual, tolerant, source.gzipped)
+    odd_con = con.cursor()
+    lines = elements = 0
+    try:
+        with fast.read_failures(tolerant):
+            result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(fast.BATCH_ROWS)
+            assert result is not None
+            for table in fast.batches(result):
+                yield from _split(table, lines, elements, odd_con, warn)
+                lines, elements = _advance(table, lines, elements)
+    finally:
+        odd_con.close()
+    counted = counter.result()
+    if counted != lines:
+        raise fast.Fallback(f"DuckDB read {lines} lines, the count says {counted}")
+
+
+def _advance(table: pa.Table, lines: int, elements: int) -> tuple[int, int]:
+    blank = table.column("_blank").to_numpy(zero_copy_only=False)
+    return lines + len(blank), elements + int((~blank).sum())
+
+
+def _split(
+    table: pa.Table,
+    lines: int,
+    elements: int,
+    odd_con: duckdb.DuckDBPyConnection,
+    warn: Callable[[str], None],
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """One batch of the query's rows, as typed rows and odd rows, each with its place."""
+    n = table.num_rows
+    blank = table.column("_blank").to_numpy(zero_copy_only=False)
+    ok = table.column("_ok").to_numpy(zero_copy_only=False)
+    line = np.arange(lines + 1, lines + n + 1, dtype=np.int64)
+    element = elements + np.cumsum(~blank, dtype=np.int64) - 1
+    if ok.any():
+        keep = pa.array(ok)
+        typed = pl.from_arrow(table.select(FIELD_NAMES).filter(keep))
+        assert isinstance(typed, pl.DataFrame)
+        yield "typed", fast.with_meta(typed, line[ok], element[ok])
+    odd = ~ok & ~blank
+    if odd.any():
+        texts = pa.table(
+            {
+                "_text": table.column("j").filter(pa.array(odd)),
+                "_line": line[odd],
+                "_element": element[odd],
+            }
+        )
+        yield "raw", json_records.sessions_of(odd_con, texts, warn)
+
+
+@lru_cache(maxsize=8)
+def _sql(usual: tuple[str, ...], tolerant: bool, gzipped: bool) -> str:
+    aliases = key_aliases()
+    spec = json.dumps(dict.fromkeys(usual, "VARCHAR"))
+    usual_list = "[" + ", ".join(fast.literal(k) for k in usual) + "]::VARCHAR[]"
+    values = {aliases[key]: f"_f.{_quoted(key)}" for key in usual}
+    keys = "try(json_keys(j))" if tolerant else "json_keys(j)"
+    # A value may start or end with a blank only where a quote meets a space, where an escape
+    # is, or where a character is not ASCII (the other blanks are); only there is it trimmed.
+    suspect = r"""(contains(j, '" ') OR contains(j, ' "') OR contains(j, '\')
+                   OR strlen(j) <> length(j))"""
+    selected, sure = strict.columns(values, "_suspect")
+    texts = strict.texts(values, "_suspect")
+    compression = "gzip" if gzipped else "none"
+    # The exact reader's blank line holds only spaces, tabs and carriage returns.
+    blank = (
+        "CASE WHEN starts_with(j, '{') THEN false WHEN j IS NULL THEN true "
+        "ELSE trim(j, ' ' || chr(9) || chr(13)) = '' END"
+    )
+    return f"""
+SELECT _blank, _ok, {", ".join(f'"{name}"' for name in FIELD_NAMES)},
+    CASE WHEN NOT _ok AND NOT _blank THEN j END AS j
+FROM (
+  SELECT _blank, j, coalesce(_usual AND {sure}, false) AS _ok, {", ".join(selected)}
+  FROM (
+    SELECT _blank, j, _usual, {", ".join(texts)}
+    FROM (
+      SELECT _blank, j, _usual, _f, {suspect} AS _suspect
+      FROM (
+        SELECT _blank, j, coalesce(_keys = {usual_list}, false) AS _usual,
+          CASE WHEN _keys = {usual_list} THEN json_transform(j, {fast.literal(spec)}) END AS _f
+        FROM (
+          SELECT j, _blank, CASE WHEN NOT _blank THEN {keys} END AS _keys
+          FROM (
+            SELECT j, {blank} AS _blank
+            FROM read_csv($1, columns = {{'j': 'VARCHAR'}}, header = false, delim = '\\x01',
+                          quote = '', escape = '', auto_detect = false,
+                          max_line_size = {MAX_LINE_BYTES}, compression = '{compression}')
+          )
+        )
+      )
+    )
+  )
+)
+"""
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
