@@ -139,6 +139,18 @@ def sql(warehouse: Path | str, text: str, as_of: int | datetime | None = None) -
         con.close()
 
 
+@contextmanager
+def table_rows(table: pa.Table) -> Iterator[Rows]:
+    """An Arrow table computed in Python, as `Rows`: its values turned into text by DuckDB, as
+    every other result is, so that all formats write it alike."""
+    con = duckdb.connect()
+    try:
+        con.register("result", table)
+        yield _rows(con, "SELECT * FROM result", None)
+    finally:
+        con.close()
+
+
 def _failed(exc: BaseException, quote: bool = True) -> QueryError:
     """The error as one line without raw control characters; without the quoted query
     (`quote=False`) where the query is our wrapping of the user's, whose lines differ."""
