@@ -123,7 +123,8 @@ def bootstrap_difference(
         return np.asarray(np.quantile(x, float(statistic), axis=axis))
 
     def diff(b: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.subtract(of(c, axis), of(b, axis))
+        result: np.ndarray = of(c, axis) - of(b, axis)
+        return result
 
     result = stats.bootstrap(
         (baseline, candidate),
