@@ -460,8 +460,10 @@ def _shares(text: str | None) -> list[float] | None:
     except ValueError:
         shares = []
     if len(shares) < 2 or not all(0 < s < float("inf") for s in shares):
-        raise click.BadParameter(
-            f"{text!r}: give two or more positive shares, e.g. 50,50", param_hint="--expected-split"
+        from pipeline.compare import CompareError
+
+        raise CompareError(
+            f"--expected-split {text!r}: give two or more positive shares, e.g. 50,50"
         )
     return shares
 
@@ -553,10 +555,12 @@ def compare(
     from pipeline.compare import BEFORE_AFTER, Settings
     from pipeline.compare import compare as run
 
+    from pipeline.compare import CompareError
+
     if window_days is not None and by == "experiment":
-        raise click.BadParameter("is for --by prompt-version", param_hint="--window-days")
+        raise CompareError("--window-days is for --by prompt-version")
     if expected_split is not None and by == "prompt-version":
-        raise click.BadParameter("is for --by experiment", param_hint="--expected-split")
+        raise CompareError("--expected-split is for --by experiment")
     scope = Scope(
         since=since.date() if since else None,
         until=until.date() if until else None,

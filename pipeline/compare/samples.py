@@ -41,7 +41,9 @@ def _split(table: pa.Table, key: str, count: int, sides: int = 1) -> list[np.nda
     if sides == 2:
         index = index + table.column("is_candidate").to_numpy(zero_copy_only=False)
     bounds = np.searchsorted(index, np.arange(count * sides + 1))
-    return [durations[bounds[i] : bounds[i + 1]] for i in range(count * sides)]
+    # Sorted: DuckDB reads in parallel, so a sample's order varies from run to run, and a
+    # seeded bootstrap must see the same sample to give the same numbers.
+    return [np.sort(durations[bounds[i] : bounds[i + 1]]) for i in range(count * sides)]
 
 
 def prompt_versions(
