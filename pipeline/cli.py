@@ -477,9 +477,7 @@ def _shares(text: str | None) -> list[float] | None:
     help="Each prompt version against the previous one of its prompt, or each experiment "
     "variant against the experiment's control.",
 )
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First local date, inclusive.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last local date, inclusive.")
-@click.option("--agent", metavar="AGENT_ID", help="Only this agent_id.")
+@scope_options
 @click.option(
     "--window-days",
     type=click.IntRange(min=1),
@@ -524,9 +522,7 @@ def _shares(text: str | None) -> list[float] | None:
 @_user_errors
 def compare(
     by: str,
-    since: datetime | None,
-    until: datetime | None,
-    agent: str | None,
+    scope: Scope,
     window_days: int | None,
     expected_split: str | None,
     confidence: float,
@@ -542,9 +538,10 @@ def compare(
 
     One row per comparison: medians, p90 and means of both sides, the differences with their
     intervals, the two-sided Mann-Whitney p-value (and Holm-adjusted over the rows), the
-    sample-ratio check of experiments, and a verdict. Test sessions and null durations are
-    left out, as in the views. `sessions stats --explain` defines every column and the
-    verdict rule. Prompt versions are a before/after comparison, not a randomised one.
+    sample-ratio check of experiments, and a verdict. Test sessions (unless
+    --include-tests) and null durations are left out, as in the views. `sessions stats
+    --explain` defines every column and the verdict rule. Prompt versions are a
+    before/after comparison, not a randomised one.
 
     \b
     Examples:
@@ -552,20 +549,13 @@ def compare(
       sessions compare --by experiment --expected-split 50,50 --format markdown
     """
     from pipeline import query
-    from pipeline.compare import BEFORE_AFTER, Settings
+    from pipeline.compare import BEFORE_AFTER, CompareError, Settings
     from pipeline.compare import compare as run
-
-    from pipeline.compare import CompareError
 
     if window_days is not None and by == "experiment":
         raise CompareError("--window-days is for --by prompt-version")
     if expected_split is not None and by == "prompt-version":
         raise CompareError("--expected-split is for --by experiment")
-    scope = Scope(
-        since=since.date() if since else None,
-        until=until.date() if until else None,
-        agent=agent,
-    )
     settings = Settings(
         confidence=confidence, min_sessions=min_sessions, interval=interval, seed=seed
     )

@@ -10,13 +10,42 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
-from pipeline.compare.rows import COLUMNS, SCHEMA, Settings, table
+from pipeline.compare.rows import COLUMNS, SCHEMA, Pair, Settings, table
 from pipeline.compare.samples import BEFORE_AFTER, CompareError
 from pipeline.scope import Scope
 
-__all__ = ["BEFORE_AFTER", "COLUMNS", "SCHEMA", "CompareError", "Settings", "compare"]
+__all__ = [
+    "BEFORE_AFTER",
+    "COLUMNS",
+    "SCHEMA",
+    "CompareError",
+    "Pair",
+    "Settings",
+    "compare",
+    "pairs",
+    "table",
+]
+
+
+def pairs(
+    con: duckdb.DuckDBPyConnection,
+    by: str,
+    scope: Scope,
+    *,
+    window_days: int | None = None,
+    expected_split: Sequence[float] | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> list[Pair]:
+    """The samples to compare of `by` ("prompt-version" or "experiment"), read through `con`
+    (a connection to the views, `query.connect`)."""
+    from pipeline.compare import samples
+
+    if by == "prompt-version":
+        return samples.prompt_versions(con, scope, window_days)
+    return samples.experiments(con, scope, expected_split, warn)
 
 
 def compare(
@@ -32,14 +61,12 @@ def compare(
 ) -> pa.Table:
     """The comparison rows (`COLUMNS`) of `by` ("prompt-version" or "experiment")."""
     from pipeline import query
-    from pipeline.compare import samples
 
     con = query.connect(warehouse, as_of)
     try:
-        if by == "prompt-version":
-            pairs = samples.prompt_versions(con, scope, window_days)
-        else:
-            pairs = samples.experiments(con, scope, expected_split, warn)
+        found = pairs(
+            con, by, scope, window_days=window_days, expected_split=expected_split, warn=warn
+        )
     finally:
         con.close()
-    return table(pairs, settings)
+    return table(found, settings)

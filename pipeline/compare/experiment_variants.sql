@@ -1,7 +1,7 @@
 -- experiment_variants: each variant of each experiment in scope, with its sessions (test sessions
 -- left out; a session without a duration still counts: it was assigned) for the sample-ratio
 -- check. A variant is its experiment_variant_id (its name where the id is missing); the control
--- first, then by name. Parameters: $since, $until, $agent (null: no filter).
+-- first, then by name. Parameters: the scope ($since, $until, $agent, $channel, $include_tests; null: no filter).
 with kept as (
     select
         experiment_id,
@@ -9,7 +9,7 @@ with kept as (
         experiment_variant,
         experiment_variant_is_control,
         "timestamp"
-    from sessions_in_scope($since, $until, $agent, null, false)
+    from sessions_in_scope($since, $until, $agent, $channel, $include_tests)
     where not excluded and experiment_id is not null
         and coalesce(experiment_variant_id, experiment_variant) is not null
 ),

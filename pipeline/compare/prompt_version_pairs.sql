@@ -1,10 +1,10 @@
 -- prompt_version_pairs: each prompt version seen in scope, and the version before it of the same
 -- prompt (by prompt_version_number): the pairs `sessions compare --by prompt-version` compares.
 -- `switch_at` is the new version's first session: with a window, both sides are cut around it.
--- Parameters: $since, $until, $agent (null: no filter).
+-- Parameters: the scope ($since, $until, $agent, $channel, $include_tests; null: no filter).
 with kept as (
     select prompt_id, prompt_name, prompt_version_number, "timestamp"
-    from sessions_in_scope($since, $until, $agent, null, false)
+    from sessions_in_scope($since, $until, $agent, $channel, $include_tests)
     where not excluded and prompt_id is not null and prompt_version_number is not null
 ),
 

@@ -1,10 +1,10 @@
 -- prompt_version_samples: the durations on each side of each pair of `compare_pairs` (made from
 -- prompt_version_pairs.sql), test sessions and null durations left out. With $window_days, the
 -- baseline side keeps the N days before the switch and the candidate side the N days from it.
--- Parameters: $since, $until, $agent, $window_days (null: no filter).
+-- Parameters: the scope ($since, $until, $agent, $channel, $include_tests) and $window_days (null: no filter).
 with kept as (
     select prompt_id, prompt_version_number, "timestamp", kept_duration as duration
-    from sessions_in_scope($since, $until, $agent, null, false)
+    from sessions_in_scope($since, $until, $agent, $channel, $include_tests)
     where kept_duration is not null and prompt_id is not null
 ),
 

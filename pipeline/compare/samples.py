@@ -30,7 +30,14 @@ def _sql(name: str) -> str:
 
 
 def _params(scope: Scope, **more: Any) -> dict[str, Any]:
-    return {"since": scope.since, "until": scope.until, "agent": scope.agent, **more}
+    return {
+        "since": scope.since,
+        "until": scope.until,
+        "agent": scope.agent,
+        "channel": scope.channel,
+        "include_tests": scope.include_tests,
+        **more,
+    }
 
 
 def _split(table: pa.Table, key: str, count: int, sides: int = 1) -> list[np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,8 +103,9 @@ def test_prompt_versions_match_an_independent_computation(
     kept = _kept(frame)
     expected_pairs = []
     for prompt_id in sorted(kept["prompt_id"].unique().to_list()):
-        versions = sorted(kept.filter(pl.col("prompt_id") == prompt_id)["prompt_version_number"].unique())
-        expected_pairs += [(prompt_id, str(b), str(c)) for b, c in zip(versions, versions[1:])]
+        of_prompt = kept.filter(pl.col("prompt_id") == prompt_id)
+        versions = sorted(of_prompt["prompt_version_number"].unique())
+        expected_pairs += [(prompt_id, str(b), str(c)) for b, c in itertools.pairwise(versions)]
     assert [(r["group_id"], r["baseline"], r["candidate"]) for r in rows] == expected_pairs
     p_values = []
     for row in rows:
@@ -120,8 +122,10 @@ def test_prompt_versions_match_an_independent_computation(
         p = stats.mannwhitneyu(c, b, alternative="two-sided").pvalue
         assert float(row["p_value"]) == pytest.approx(p, rel=1e-9)
         p_values.append(p)
-        assert float(row["p50_diff_low_s"]) <= float(row["p50_diff_s"]) <= float(
-            row["p50_diff_high_s"]
+        assert (
+            float(row["p50_diff_low_s"])
+            <= float(row["p50_diff_s"])
+            <= float(row["p50_diff_high_s"])
         )
         assert row["srm_p_value"] == ""
         assert "before/after" in row["note"]
