@@ -91,7 +91,7 @@ def test_the_verdicts_of_sessions_compare_are_shown(report: Path) -> None:
         assert rows.returncode == 0, rows.stderr
         part = text.split(f"<h2>{section}</h2>", 1)[1].split("<h2>", 1)[0]
         for row in json.loads(rows.stdout):
-            assert f"<td class=\"text\">{row['verdict']}</td>" in part
+            assert f'<td class="text">{row["verdict"]}</td>' in part
             assert f"{row['p50_diff_s']:,.1f}" in part
     assert "sample ratio mismatch" in text and "before/after comparison" in text
 
