@@ -52,6 +52,9 @@ def connect(
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws its own progress bar on stdout for a query over 2 s (a big warehouse,
+        # a busy machine), into the CSV or JSON a script reads: never.
+        con.execute("SET enable_progress_bar = false")
         # A query that spills writes into a folder of its own, never into the warehouse nor
         # the working folder (DuckDB's default for an in-memory database), and not the
         # system's temporary folder itself, which DuckDB would then let a query read (`sql`

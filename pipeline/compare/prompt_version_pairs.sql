@@ -1,6 +1,7 @@
 -- prompt_version_pairs: each prompt version seen in scope, and the version before it of the same
 -- prompt (by prompt_version_number): the pairs `sessions compare --by prompt-version` compares.
--- `switch_at` is the new version's first session: with a window, both sides are cut around it.
+-- `switch_at` is the new version's first session (microseconds since 1970 in `switch_us`):
+-- with a window, both sides are cut around it.
 -- Parameters: the scope ($since, $until, $agent, $channel, $include_tests; null: no filter).
 with kept as (
     select prompt_id, prompt_name, prompt_version_number, "timestamp"
@@ -35,7 +36,8 @@ select
     names.prompt_name,
     baseline_version,
     candidate_version,
-    switch_at
+    switch_at,
+    epoch_us(switch_at) as switch_us
 from pairs
 join names using (prompt_id)
 where baseline_version is not null
