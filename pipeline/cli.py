@@ -432,6 +432,151 @@ def stats(
         click.echo(f"({count} rows; {hidden} more measures with --all-columns)", err=True)
 
 
+# What the table and markdown formats show of a comparison; csv and json give every column.
+_COMPARE_COMMON = [
+    "group_id",
+    "baseline",
+    "candidate",
+    "baseline_count",
+    "candidate_count",
+    "baseline_p50_s",
+    "candidate_p50_s",
+    "p50_diff_s",
+    "p50_diff_low_s",
+    "p50_diff_high_s",
+    "p_value_adjusted",
+]
+_COMPARE_SHOWN = {
+    "prompt-version": [*_COMPARE_COMMON, "verdict"],
+    "experiment": [*_COMPARE_COMMON, "srm_p_value", "verdict", "note"],
+}
+
+
+def _shares(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        shares = [float(part) for part in text.split(",")]
+    except ValueError:
+        shares = []
+    if len(shares) < 2 or not all(0 < s < float("inf") for s in shares):
+        from pipeline.compare import CompareError
+
+        raise CompareError(
+            f"--expected-split {text!r}: give two or more positive shares, e.g. 50,50"
+        )
+    return shares
+
+
+@main.command()
+@click.option(
+    "--by",
+    type=click.Choice(["prompt-version", "experiment"]),
+    default="prompt-version",
+    show_default=True,
+    help="Each prompt version against the previous one of its prompt, or each experiment "
+    "variant against the experiment's control.",
+)
+@scope_options
+@click.option(
+    "--window-days",
+    type=click.IntRange(min=1),
+    help="Prompt versions: only the N days before and the N days from the switch (the new "
+    "version's first session), to keep seasonal drift out.",
+)
+@click.option(
+    "--expected-split",
+    metavar="SHARES",
+    help="Experiments: the planned split of sessions between the variants, control first, then "
+    "by name (e.g. 50,50 or 20,40,40). Default: equal.",
+)
+@click.option(
+    "--confidence",
+    type=click.FloatRange(min=0.5, max=0.999),
+    default=0.95,
+    show_default=True,
+    help="Confidence of the intervals; a change is called when p_value_adjusted < 1 - this.",
+)
+@click.option(
+    "--min-sessions",
+    type=click.IntRange(min=2),
+    default=30,
+    show_default=True,
+    help="Fewer durations than this on a side: 'too few sessions'.",
+)
+@click.option(
+    "--interval",
+    type=click.Choice(["asymptotic", "bootstrap"]),
+    default="asymptotic",
+    show_default=True,
+    help="How intervals are computed: asymptotic (fast at any size) or a percentile bootstrap "
+    "(9,999 resamples, seeded by --seed; slow on large samples).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@format_option
+@click.option(
+    "--all-columns", is_flag=True, help="Show every column in the table and markdown formats."
+)
+@warehouse_option
+@as_of_option
+@_user_errors
+def compare(
+    by: str,
+    scope: Scope,
+    window_days: int | None,
+    expected_split: str | None,
+    confidence: float,
+    min_sessions: int,
+    interval: str,
+    seed: int,
+    fmt: str | None,
+    all_columns: bool,
+    warehouse: str,
+    as_of: str | None,
+) -> None:
+    """Did a prompt change or an experiment variant make sessions shorter, or is it noise?
+
+    One row per comparison: medians, p90 and means of both sides, the differences with their
+    intervals, the two-sided Mann-Whitney p-value (and Holm-adjusted over the rows), the
+    sample-ratio check of experiments, and a verdict. Test sessions (unless
+    --include-tests) and null durations are left out, as in the views. `sessions stats
+    --explain` defines every column and the verdict rule. Prompt versions are a
+    before/after comparison, not a randomised one.
+
+    \b
+    Examples:
+      sessions compare --by prompt-version --window-days 14
+      sessions compare --by experiment --expected-split 50,50 --format markdown
+    """
+    from pipeline import query
+    from pipeline.compare import BEFORE_AFTER, CompareError, Settings
+    from pipeline.compare import compare as run
+
+    if window_days is not None and by == "experiment":
+        raise CompareError("--window-days is for --by prompt-version")
+    if expected_split is not None and by == "prompt-version":
+        raise CompareError("--expected-split is for --by experiment")
+    settings = Settings(
+        confidence=confidence, min_sessions=min_sessions, interval=interval, seed=seed
+    )
+    result = run(
+        warehouse,
+        by,
+        scope,
+        settings,
+        window_days=window_days,
+        expected_split=_shares(expected_split),
+        as_of=_as_of(as_of),
+        warn=lambda message: click.echo(f"warning: {message}", err=True),
+    )
+    output = _format(fmt)
+    shown = None if all_columns else _COMPARE_SHOWN[by]
+    with query.table_rows(result) as rows:
+        _write(rows, output, shown)
+    if by == "prompt-version" and output in ("table", "markdown"):
+        click.echo(f"({BEFORE_AFTER}: other changes in the same days count too)", err=True)
+
+
 @main.command(name="sql")
 @click.argument("query_text", metavar="QUERY")
 @format_option

@@ -52,6 +52,9 @@ def connect(
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws its own progress bar on stdout for a query over 2 s (a big warehouse,
+        # a busy machine), into the CSV or JSON a script reads: never.
+        con.execute("SET enable_progress_bar = false")
         # A query that spills writes into a folder of its own, never into the warehouse nor
         # the working folder (DuckDB's default for an in-memory database), and not the
         # system's temporary folder itself, which DuckDB would then let a query read (`sql`
@@ -135,6 +138,18 @@ def sql(warehouse: Path | str, text: str, as_of: int | datetime | None = None) -
     try:
         _sandbox(con, location.of(warehouse))
         yield _rows(con, query, None, wrap=not is_explain)
+    finally:
+        con.close()
+
+
+@contextmanager
+def table_rows(table: pa.Table) -> Iterator[Rows]:
+    """An Arrow table computed in Python, as `Rows`: its values turned into text by DuckDB, as
+    every other result is, so that all formats write it alike."""
+    con = duckdb.connect()
+    try:
+        con.register("result", table)
+        yield _rows(con, "SELECT * FROM result", None)
     finally:
         con.close()
 

@@ -114,7 +114,7 @@ def test_odd_names_give_a_whole_report(odd: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no warning about a missing glyph
     page = out.read_text()
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == len(charts.ALL)
     assert "<script" not in page
     for name in ODD_NAMES:
         # A blank name is stored as a missing one (the ingest trims values).
@@ -212,7 +212,7 @@ def test_no_sessions_is_a_report_that_says_so(write: Write, tmp_path: Path) -> N
         assert result.returncode == 0 and result.stderr == "", result.stderr
         page = out.read_text()
         assert says in page and "Period: (no sessions)" in page
-        assert page.count("data:image/png;base64,") == 5
+        assert page.count("data:image/png;base64,") == len(charts.ALL)
     out = tmp_path / "future.html"
     result = run_cli("report", "-w", tmp_path / "rejected", "--out", out, "--since", "2099-01-01",
                      "--agent", "<i>$x_{$")  # fmt: skip
