@@ -1,0 +1,77 @@
+"""The time window of a pull: --since, --until and --overlap read, `last` resolved."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pipeline.errors import InputError
+
+LAST = "last"
+_OVERLAP = re.compile(r"([0-9]{1,6})\s*([dhm]?)")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "": "days"}
+
+
+@dataclass(frozen=True)
+class Window:
+    since: datetime  # UTC, inclusive
+    until: datetime  # UTC, fixed at the run's start unless given: pages cannot shift mid-run
+
+    def api(self) -> tuple[str, str]:
+        """The bounds as the API takes them."""
+        return _text(self.since), _text(self.until)
+
+    def to_dict(self) -> dict[str, str]:
+        since, until = self.api()
+        return {"since": since, "until": until}
+
+
+def _text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def moment(option: str, text: str) -> datetime:
+    """A date (its midnight UTC) or an ISO 8601 time, UTC unless it has an offset."""
+    try:
+        found = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(
+            f"{option} {text!r}",
+            "is not a date or an ISO 8601 time",
+            "e.g. 2026-11-23 or 2026-11-23T09:00:00+01:00"
+            + (f"; --since also takes {LAST!r}" if option == "--since" else ""),
+        ) from None
+    return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+
+
+def overlap(text: str) -> timedelta:
+    """--overlap: `2d`, `36h`, `90m`, `0`."""
+    match = _OVERLAP.fullmatch(text.strip())
+    if match is None:
+        raise InputError(f"--overlap {text!r}", "is not a duration", "e.g. 2d, 36h, 90m or 0")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def resolve(
+    since: str, until: str | None, back: timedelta, now: datetime, last: datetime | None
+) -> Window:
+    """The window to pull. `last`: the end of the last pull of the same scope, for
+    `--since last`, which starts `back` before it (sessions whose duration or label came
+    late are fetched again)."""
+    end = moment("--until", until) if until is not None else now.replace(microsecond=0)
+    if since.strip().lower() == LAST:
+        if last is None:
+            raise InputError(
+                "--since last",
+                "this warehouse records no earlier pull of this scope (server and --agent)",
+                "give the first pull a date, e.g. --since 2026-11-01",
+            )
+        start = last - back
+    else:
+        start = moment("--since", since)
+    if start >= end:
+        raise InputError(
+            "--since", f"{_text(start)} is not before --until {_text(end)}", "nothing to pull"
+        )
+    return Window(start, end)
