@@ -66,18 +66,19 @@ class PullReport:
     def to_text(self) -> str:
         since, until = self.window.api()
         retried = f", {self.retries} retried" if self.retries else ""
-        where = (
-            "the same pages as an earlier pull: no raw file kept"
-            if self.same_as_before
-            else f"kept in {', '.join(self.raw_files)}"
-        )
         head = (
             f"Pulled {self.pages} page(s){retried}, {self.sessions:,} session(s) from "
             f"{self.server_url} ({since} to {until}"
             + (f", agent {self.agent}" if self.agent else "")
-            + f"), {where}"
+            + ")"
         )
-        return f"{head}\n{self.ingest.to_text()}"
+        if self.same_as_before:
+            runs = ", ".join(sorted({f.ingested_by for f in self.ingest.skipped}))
+            return (
+                f"{head}: the same pages as pull {runs} ingested; "
+                f"{self.ingest.warehouse} is unchanged"
+            )
+        return f"{head}, kept in {', '.join(self.raw_files)}\n{self.ingest.to_text()}"
 
 
 def raw_folder(wh: location.Warehouse, given: str | None) -> Path:

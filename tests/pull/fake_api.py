@@ -81,6 +81,13 @@ class FakeApi:
         return json.dumps(self.page(query), indent=self.indent).encode()
 
 
+def _within(text: str | None, start: datetime | None, end: datetime | None) -> bool:
+    moment = _moment(text)
+    if moment is None:
+        return True
+    return (start is None or moment >= start) and (end is None or moment < end)
+
+
 def _moment(text: str | None) -> datetime | None:
     if text is None:
         return None
