@@ -6,7 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +18,29 @@ from tests.pull.fake_api import KEY, PATH, FakeApi, serving
 WINDOW = ("--since", "2026-10-01", "--until", "2026-11-01")
 
 
+def _aside(wh: Path) -> Path:
+    folder = wh.parent / "tmp"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def pull(
-    api: FakeApi, wh: Path, *args: str, key: str | None = KEY
-) -> subprocess.CompletedProcess[str]:
+    api: FakeApi, wh: Path, *args: str, key: str | None = KEY, background: bool = False
+) -> Any:
     # SYLLABLESDK_DEBUG: the SDK's own logger would print the request headers, key and all.
     env = {**os.environ, "SESSIONS_PULL_BACKOFF_MS": "1", "SYLLABLESDK_DEBUG": "1"}
     env.pop("SYLLABLE_API_KEY", None)
+    # The pages are written aside, in the temporary folder, until the pull is whole.
+    env["TMPDIR"] = str(_aside(wh))
     if key is not None:
         env["SYLLABLE_API_KEY"] = key
+    command = [str(SESSIONS), "pull", "--server-url", api.url, "-w", str(wh), *args]
+    if background:
+        return subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     result = subprocess.run(
-        [str(SESSIONS), "pull", "--server-url", api.url, "-w", str(wh), *args],
+        command,
         capture_output=True,
         text=True,
         env=env,
@@ -163,7 +178,7 @@ def test_missing_or_refused_key_exits_2_and_touches_nothing(wh: Path) -> None:
     assert not wh.exists()
 
 
-def test_a_failure_mid_pull_commits_nothing_and_says_how_far(wh: Path, tmp_path: Path) -> None:
+def test_a_failure_mid_pull_commits_nothing_and_says_how_far(wh: Path) -> None:
     api = FakeApi([session(n) for n in range(10)])
     with serving(api):
         report(pull(api, wh, "--since", "2026-10-01", "--until", "2026-10-04", "--json"))
@@ -176,7 +191,7 @@ def test_a_failure_mid_pull_commits_nothing_and_says_how_far(wh: Path, tmp_path:
     (line,) = died.stderr.splitlines()
     assert "stopped after 2 of 5 page(s), 4 session(s); nothing was committed" in line
     assert tree(wh) == before
-    assert [p for p in tmp_path.iterdir() if p.name.startswith("sessions-pull-")] == []
+    assert list(_aside(wh).iterdir()) == []
 
     # Failing for longer than --retry-for: the last answer is said.
     api = FakeApi([session(n) for n in range(10)], faults=[(503, {})] * 1000)
@@ -229,3 +244,20 @@ def test_since_last_across_three_runs_with_late_redeliveries(wh: Path) -> None:
         "2026-11-15",
         ends[2][:10],
     ]
+
+
+def test_sigterm_while_waiting_to_retry_leaves_everything_as_it_was(wh: Path) -> None:
+    api = FakeApi([session(n) for n in range(6)], fault_at_page=1)
+    api.faults = [(429, {"Retry-After": "30"})]
+    with serving(api):
+        running = pull(api, wh, *WINDOW, "--page-size", "2", background=True)
+        deadline = time.monotonic() + 60
+        while not any(s.status == 429 for s in api.seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        running.send_signal(signal.SIGTERM)
+        out, err = running.communicate(timeout=60)
+    assert out == ""
+    assert running.returncode == 143, err
+    assert err.strip() == "error: stopped by SIGTERM; the warehouse is as it was"
+    assert not wh.exists() and list(_aside(wh).iterdir()) == []
+    assert len(api.seen) == 2  # it was waiting: the retry never went out
