@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SESSIONS, manifest, rejects, session, stored, tree
+from tests.conftest import SESSIONS, manifest, rejects, run_cli, session, stored, tree
 from tests.pull.fake_api import KEY, PATH, FakeApi, serving
 
 WINDOW = ("--since", "2026-10-01", "--until", "2026-11-01")
@@ -130,6 +130,14 @@ def test_many_pages_odd_items_and_the_same_pull_again(wh: Path) -> None:
         assert len(api.seen) == 10
     no_key_anywhere(wh, again.stdout, again.stderr, json.dumps(first))
 
+    # The raw layer rebuilds the warehouse elsewhere: the same sessions, the same rejects.
+    rebuilt = wh.parent / "rebuilt"
+    assert run_cli("ingest", wh / "raw", "-w", rebuilt, "-q").returncode == 0
+    assert [(r["session_key"], r["duration"]) for r in stored(rebuilt)] == [
+        (r["session_key"], r["duration"]) for r in rows
+    ]
+    assert [r["record"] for r in rejects(rebuilt)] == [rejected["record"]]
+
 
 def test_retries_on_429_and_503_honour_retry_after(wh: Path) -> None:
     api = FakeApi([session(n) for n in range(6)], fault_at_page=1)
@@ -201,6 +209,14 @@ def test_a_failure_mid_pull_commits_nothing_and_says_how_far(wh: Path) -> None:
     assert "503 Service Unavailable, still after retrying for 0.3 s" in failing.stderr
     assert "stopped after 0 page(s)" in failing.stderr
     assert len(api.seen) > 1
+    assert tree(wh) == before
+
+    # An answer that is not a page of sessions.
+    api = FakeApi([session(n) for n in range(10)], faults=[(200, {})])
+    with serving(api):
+        odd = pull(api, wh, *WINDOW)
+    assert odd.returncode == 5
+    assert "page 0 is not a list of sessions (no 'items' array)" in odd.stderr
     assert tree(wh) == before
 
     # Nothing listening at all.
