@@ -121,6 +121,7 @@ def pull(
     wh = location.of(request.warehouse)
     folder = raw_folder(wh, request.raw)
     back = window.overlap(request.overlap)
+    _check_place(wh)
     last = (
         state.last_pull(request.warehouse, server, request.agent)
         if request.since.strip().lower() == window.LAST
@@ -129,9 +130,9 @@ def pull(
     span = window.resolve(request.since, request.until, back, started, last)
     start, end = span.api()
     query = client.Query(start, end, request.page_size, request.agent)
-    _check_place(wh)
     api = client.Api(server, key, request.retry_for)
     shown = display.for_terminal(not watched)
+    target = folder / raw.file_name(started)
     try:
         with raw.RawFile() as pages:
             fetched = fetch(api, query, pages, shown)
@@ -139,7 +140,12 @@ def pull(
             if _inside(folder, wh):
                 # A new warehouse is marked as one before its raw folder goes in it.
                 location.claim(wh, migrate.is_snapshot_layout(wh))
-            kept = pages.keep(folder / raw.file_name(started))
+            kept = pages.keep(target)
+    except OSError as exc:
+        where = exc.filename or target
+        raise WarehouseError(
+            f"cannot keep the pages: {exc.strerror or exc}: {where}; nothing was committed"
+        ) from None
     finally:
         shown.close()
         api.close()
