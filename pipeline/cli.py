@@ -320,6 +320,7 @@ def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
     show_envvar=True,
     default="https://api.syllable.cloud",
     show_default=True,
+    metavar="URL",
     help="The Syllable API.",
 )
 @click.option(
