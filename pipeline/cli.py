@@ -347,6 +347,22 @@ def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
     help="How long to keep retrying a page after 429, 5xx, timeouts and lost connections "
     "(with backoff, honouring Retry-After).",
 )
+@click.option(
+    "--max-time",
+    type=click.FloatRange(1, 7 * 86_400),
+    default=4 * 3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="The longest the pages may take, all retries included (exit 5 past it).",
+)
+@click.option(
+    "--max-pages",
+    type=click.IntRange(1),
+    default=100_000,
+    show_default=True,
+    help="The most pages one pull fetches (exit 5 past it): a server that never says it "
+    "is done is not paged for ever.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option(
     "--max-reject-rate",
@@ -385,6 +401,8 @@ def pull(
     page_size: int,
     overlap: str,
     retry_for: float,
+    max_time: float,
+    max_pages: int,
     as_json: bool,
     max_reject_rate: float | None,
     pii: str,
@@ -404,7 +422,8 @@ def pull(
       2  SYLLABLE_API_KEY missing or refused; a bad option; the API refused the request
       3  the warehouse cannot be read or written
       4  more rows rejected than --max-reject-rate allows (nothing committed)
-      5  the API cannot be reached, or kept failing after --retry-for (nothing committed)
+      5  the API cannot be reached, kept failing after --retry-for, or paged past
+         --max-time or --max-pages (nothing committed)
       130/143  stopped by Ctrl-C / SIGTERM (nothing committed)
     """
     from pipeline.ingest import Options
@@ -414,7 +433,17 @@ def pull(
     from pipeline.pull.command import pull as run_pull
 
     request = Request(
-        since, until, agent, warehouse, raw, server_url, page_size, overlap, retry_for
+        since,
+        until,
+        agent,
+        warehouse,
+        raw,
+        server_url,
+        page_size,
+        overlap,
+        retry_for,
+        max_time,
+        max_pages,
     )
     watched = sys.stderr.isatty() and not (quiet or as_json)
     report = run_pull(

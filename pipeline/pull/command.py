@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import ingest
-from pipeline.errors import InputError, WarehouseError
+from pipeline.errors import InputError, PipelineError, WarehouseError
 from pipeline.progress import Display
 from pipeline.pull import client, display, raw, state, window
 from pipeline.pull.pages import fetch
@@ -33,6 +33,8 @@ class Request:
     page_size: int
     overlap: str
     retry_for: float
+    max_time: float = 4 * 3600.0
+    max_pages: int = 100_000
 
 
 @dataclass
@@ -48,10 +50,13 @@ class PullReport:
     retries: int = 0
     raw_files: list[str] = field(default_factory=list)
     same_as_before: bool = False  # the pages equal a raw file ingested before
+    warnings: list[str] = field(default_factory=list)  # the pull's own
 
     def to_dict(self) -> dict[str, Any]:
+        ingested = self.ingest.to_dict()
         return {
-            **self.ingest.to_dict(),
+            **ingested,
+            "warnings": [*self.warnings, *ingested["warnings"]],
             "pages_fetched": self.pages,
             "retries": self.retries,
             "pull": {
@@ -82,19 +87,34 @@ class PullReport:
 
 
 def raw_folder(wh: location.Warehouse, given: str | None) -> Path:
-    if given is not None:
-        return Path(given)
-    if wh.local is None:
-        raise InputError("--raw", "is needed with an S3 warehouse", "a local folder for the pages")
-    return wh.local / raw.FOLDER
+    if given is None:
+        if wh.local is None:
+            raise InputError(
+                "--raw", "is needed with an S3 warehouse", "a local folder for the pages"
+            )
+        return wh.local / raw.FOLDER
+    if not given.strip():
+        raise InputError("--raw", "is empty", "give a folder, or leave --raw out")
+    folder = Path(given)
+    if _inside(folder, wh) and not _inside(folder, wh, raw.FOLDER):
+        # The warehouse's own folders are its to delete (vacuum, a run's staging cleanup).
+        raise InputError(
+            f"--raw {given}",
+            f"is inside the warehouse {wh} but not in its {raw.FOLDER}/ folder",
+            f"leave --raw out for {wh.local / raw.FOLDER if wh.local else raw.FOLDER}, or "
+            "give a folder outside the warehouse",
+        )
+    return folder
 
 
-def _inside(folder: Path, wh: location.Warehouse) -> bool:
-    return wh.local is not None and folder.resolve().is_relative_to(wh.local.resolve())
+def _inside(folder: Path, wh: location.Warehouse, under: str = "") -> bool:
+    return wh.local is not None and folder.resolve().is_relative_to((wh.local / under).resolve())
 
 
 def _check_place(wh: location.Warehouse) -> None:
     """Refuse a folder the ingest would refuse before fetching anything, rather than after."""
+    if wh.local is not None and wh.local.exists() and not wh.local.is_dir():
+        raise WarehouseError(f"{wh} is not a folder: give --warehouse a folder")
     if wh.local is None or migrate.is_snapshot_layout(wh) or location.is_empty(wh):
         return
     if location.marker_version(wh) is None:
@@ -129,18 +149,24 @@ def pull(
     )
     span = window.resolve(request.since, request.until, back, started, last)
     start, end = span.api()
+    if span.capped is not None:
+        notify(
+            f"note: --until {window.moment('--until', request.until or '').isoformat()} is "
+            f"after the run's start: pulling up to {end}, the run's start"
+        )
     query = client.Query(start, end, request.page_size, request.agent)
-    api = client.Api(server, key, request.retry_for)
+    api = client.Api(server, key, request.retry_for, request.max_time)
     shown = display.for_terminal(not watched)
     target = folder / raw.file_name(started)
+    label = raw.label(f"{server}\n{request.agent or ''}", start, end)
     try:
-        with raw.RawFile() as pages:
-            fetched = fetch(api, query, pages, shown)
+        with raw.RawFile(label) as pages:
+            fetched = fetch(api, query, pages, shown, request.max_pages)
             shown.close()
             if _inside(folder, wh):
                 # A new warehouse is marked as one before its raw folder goes in it.
                 location.claim(wh, migrate.is_snapshot_layout(wh))
-            kept = pages.keep(target)
+            kept, new = pages.keep(target, folder)
     except OSError as exc:
         where = exc.filename or target
         raise WarehouseError(
@@ -153,22 +179,47 @@ def pull(
         IngestReport(str(wh), ""), server, request.agent, span, fetched.pages, fetched.sessions
     )
     done.retries = api.attempts - fetched.pages
-    record = state.record(server, request.agent, span, fetched.pages, fetched.sessions)
-    with progress([(str(kept), kept.stat().st_size)]) as shown_ingest:
-        done.ingest = ingest.ingest(
-            [str(kept)],
-            wh,
-            options,
-            progress=shown_ingest,
-            notify=notify,
-            on_commit=on_commit,
-            record=record,
-            own_files=True,
+    if fetched.total_count is not None and fetched.total_count != fetched.sessions:
+        done.warnings.append(
+            f"the API said the window holds {fetched.total_count:,} session(s), but "
+            f"{fetched.sessions:,} were received"
         )
+        notify(f"warning: {done.warnings[-1]}")
+    record = state.record(server, request.agent, span, fetched.pages, fetched.sessions)
+    try:
+        with progress([(str(kept), kept.stat().st_size)]) as shown_ingest:
+            done.ingest = ingest.ingest(
+                [str(kept)],
+                wh,
+                options,
+                progress=shown_ingest,
+                notify=notify,
+                on_commit=on_commit,
+                record=record,
+                own_files=True,
+            )
+    except PipelineError as exc:
+        # The pages stay in the raw layer, as received: the same pull again reuses them.
+        exc.args = (f"{exc}; the pages are kept in {kept}",)
+        raise
+    except BaseException as exc:
+        # Stopped (or worse) before the commit: the raw layer as it was too, as the
+        # CLI's message says of the warehouse.
+        report = getattr(exc, "report", None)
+        if new and not (report is not None and report.committed):
+            _remove(kept, folder)
+        raise
     if done.ingest.skipped and not done.ingest.files:
         # The very pages of a raw file ingested before: that file is their record.
-        kept.unlink()
+        if new:
+            _remove(kept, folder)
         done.same_as_before = True
     else:
         done.raw_files.append(str(kept))
     return done
+
+
+def _remove(kept: Path, folder: Path) -> None:
+    kept.unlink(missing_ok=True)
+    if kept.parent != folder and not any(kept.parent.iterdir()):
+        kept.parent.rmdir()

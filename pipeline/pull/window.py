@@ -16,7 +16,10 @@ _UNITS = {"d": "days", "h": "hours", "m": "minutes", "": "days"}
 @dataclass(frozen=True)
 class Window:
     since: datetime  # UTC, inclusive
-    until: datetime  # UTC, fixed at the run's start unless given: pages cannot shift mid-run
+    # UTC, fixed at the run's start unless given (and never later): pages cannot shift
+    # mid-run, and a window's end is a moment whose sessions have all begun.
+    until: datetime
+    capped: datetime | None = None  # the --until given, if later than the run's start
 
     def api(self) -> tuple[str, str]:
         """The bounds as the API takes them."""
@@ -35,6 +38,10 @@ def moment(option: str, text: str) -> datetime:
     """A date (its midnight UTC) or an ISO 8601 time, UTC unless it has an offset."""
     try:
         found = datetime.fromisoformat(text.strip())
+        # In UTC, a time near the year 9999's end may be past it.
+        return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+    except OverflowError:
+        raise InputError(f"{option} {text!r}", "is past the year 9999 in UTC") from None
     except ValueError:
         raise InputError(
             f"{option} {text!r}",
@@ -42,7 +49,6 @@ def moment(option: str, text: str) -> datetime:
             "e.g. 2026-11-23 or 2026-11-23T09:00:00+01:00"
             + (f"; --since also takes {LAST!r}" if option == "--since" else ""),
         ) from None
-    return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
 
 
 def overlap(text: str) -> timedelta:
@@ -59,7 +65,12 @@ def resolve(
     """The window to pull. `last`: the end of the last pull of the same scope, for
     `--since last`, which starts `back` before it (sessions whose duration or label came
     late are fetched again)."""
-    end = moment("--until", until) if until is not None else now.replace(microsecond=0)
+    start_of_run = now.replace(microsecond=0)
+    end = moment("--until", until) if until is not None else start_of_run
+    # A later --until would be recorded as pulled, and `--since last` would then skip the
+    # sessions that begin between this run and that moment.
+    capped = end if end > start_of_run else None
+    end = min(end, start_of_run)
     if since.strip().lower() == LAST:
         if last is None:
             raise InputError(
@@ -67,11 +78,16 @@ def resolve(
                 "this warehouse records no earlier pull of this scope (server and --agent)",
                 "give the first pull a date, e.g. --since 2026-11-01",
             )
-        start = last - back
+        try:
+            start = last - back
+        except OverflowError:
+            raise InputError(
+                "--overlap", f"reaches from {_text(last)} back past the year 1", "e.g. 2d"
+            ) from None
     else:
         start = moment("--since", since)
     if start >= end:
         raise InputError(
             "--since", f"{_text(start)} is not before --until {_text(end)}", "nothing to pull"
         )
-    return Window(start, end)
+    return Window(start, end, capped)

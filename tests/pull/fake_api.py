@@ -8,7 +8,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,10 +40,15 @@ class FakeApi:
     sessions: list[dict[str, Any]] = field(default_factory=list)
     key: str = KEY
     indent: int | None = None  # pretty-printed pages, as some proxies send them
-    # Answers given before any other, one per request: (status, headers).
-    faults: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    # Answers given before any other, one per request: (status, headers); a header's value
+    # may be a function, called as the answer goes (a date to come).
+    faults: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     fault_at_page: int = 0  # the faults start with the first request for this page
     die_after: int | None = None  # after this many pages served, the server goes away
+    cut: int = 0  # this many pages are cut off mid-body, the connection closed
+    drip: bool = False  # pages come a byte every 0.2 s
+    # Rewrites a page's body (its query, the body as the fake would send it).
+    edit: Callable[[dict[str, list[str]], bytes], bytes] | None = None
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
     served: int = 0
@@ -78,7 +83,8 @@ class FakeApi:
         }
 
     def body(self, query: dict[str, list[str]]) -> bytes:
-        return json.dumps(self.page(query), indent=self.indent).encode()
+        body = json.dumps(self.page(query), indent=self.indent).encode()
+        return self.edit(query, body) if self.edit is not None else body
 
 
 def _within(text: str | None, start: datetime | None, end: datetime | None) -> bool:
@@ -120,17 +126,38 @@ def _handler(api: FakeApi, server: ThreadingHTTPServer) -> type[BaseHTTPRequestH
                 status, headers = api.faults.pop(0)
                 return self._send(seen, status, b'{"detail": "try later"}', headers)
             api.served += 1
-            self._send(seen, 200, api.body(seen.query))
+            body = api.body(seen.query)
+            if api.cut or api.drip:
+                return self._break(seen, body)
+            self._send(seen, 200, body)
+
+        def _break(self, seen: Seen, body: bytes) -> None:
+            seen.status = 200
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if api.cut:
+                api.cut -= 1
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True
+                return
+            try:
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the client gave up
 
         def _send(
-            self, seen: Seen, status: int, body: bytes, headers: dict[str, str] | None = None
+            self, seen: Seen, status: int, body: bytes, headers: dict[str, Any] | None = None
         ) -> None:
             seen.status = status
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             for name, value in (headers or {}).items():
-                self.send_header(name, value)
+                self.send_header(name, value() if callable(value) else value)
             self.end_headers()
             self.wfile.write(body)
 
