@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from syllable_sdk import SyllableSDK, errors, models
@@ -69,7 +69,11 @@ def server_url(text: str) -> str:
         raise InputError(f"--server-url {text!r}", "is not an http(s) URL", hint)
     if parts.username is not None or parts.password is not None:
         raise InputError("--server-url", "may not hold credentials", f"the key is ${KEY_ENV}")
-    return text.strip().rstrip("/")
+    if parts.query or parts.fragment:
+        # Not shown: a query is where a key would be put by mistake.
+        raise InputError("--server-url", "may not hold a query or a fragment", hint)
+    # Scheme and host in lower case: the same server is the same scope for `--since last`.
+    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, "", "")).rstrip("/")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.pull import client, command, window
+from pipeline.store import location
 from tests.conftest import manifest, rejects, session, stored
 from tests.pull.fake_api import FakeApi, serving
 from tests.pull.test_pull import WINDOW, pull, raw_lines, report
@@ -102,26 +107,40 @@ def test_odd_inputs_are_one_line_and_exit_2_or_3(wh: Path, tmp_path: Path) -> No
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     api = FakeApi([session(n) for n in range(3)])
+    # Through the command, one of each kind; the rest below, by the functions that judge them.
     cases: list[tuple[list[str], int, str]] = [
         (["--since", "9999-12-31T23:59:59-05:00"], 2, "is past the year 9999 in UTC"),
-        ([*WINDOW[:2], "--until", "9999-12-31T23:59:59-01:00"], 2, "is past the year 9999"),
-        ([*WINDOW, "--server-url", "http://127.0.0.1:abc"], 2, "is not a valid URL"),
         ([*WINDOW, "--server-url", "http://[::1"], 2, "is not a valid URL"),
-        ([*WINDOW, "--server-url", "http://127.0.0.1:99999"], 2, "is not a valid URL"),
         ([*WINDOW, "-w", str(a_file)], 3, "is not a folder"),
-        ([*WINDOW, "--raw", ""], 2, "--raw: is empty"),
-    ] + [
-        ([*WINDOW, "--raw", str(wh / inside)], 2, "is inside the warehouse")
-        for inside in (".staging", "sessions", "rejects", "sessions/_delta_log", ".")
+        ([*WINDOW, "--raw", str(wh / ".staging")], 2, "is inside the warehouse"),
     ]
     with serving(api):
         for args, code, said in cases:
             line = one_line(pull(api, wh, *args), code)
             assert said in line, (args, line)
-        # Inside the warehouse, raw/ and below are the raw layer's.
-        report(pull(api, wh, *WINDOW, "--raw", str(wh / "raw" / "api"), "--json"))
+        query = pull(api, wh, *WINDOW, "--server-url", f"{api.url}/?key=SECRETQ")
+        assert "--server-url: may not hold a query" in one_line(query, 2)
+        assert "SECRETQ" not in query.stderr
+        # Inside the warehouse, raw/ and below are the raw layer's; the scheme's case is no
+        # other server.
+        upper = api.url.replace("http://", "HTTP://")
+        args = ("--raw", str(wh / "raw" / "api"), "--server-url", upper, "--json")
+        done = report(pull(api, wh, *WINDOW, *args))
+    assert done["pull"]["server_url"] == api.url
     assert len(api.seen) == 1 and a_file.read_text() == "x"
     assert len(list((wh / "raw" / "api").rglob("*.gz"))) == 1
+
+    for url in ("http://127.0.0.1:abc", "http://127.0.0.1:99999", "http://[::1"):
+        with pytest.raises(InputError, match="is not a valid URL"):
+            client.server_url(url)
+    with pytest.raises(InputError, match="is past the year 9999 in UTC"):
+        window.moment("--until", "9999-12-31T23:59:59-01:00")
+    warehouse = location.of(wh)
+    for inside in ("sessions", "rejects", "sessions/_delta_log", "."):
+        with pytest.raises(InputError, match="is inside the warehouse"):
+            command.raw_folder(warehouse, str(wh / inside))
+    with pytest.raises(InputError, match="--raw: is empty"):
+        command.raw_folder(warehouse, "")
 
 
 def test_identical_pages_still_advance_since_last(wh: Path) -> None:
