@@ -293,6 +293,174 @@ def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
 
 
 @main.command()
+@click.option(
+    "--since",
+    required=True,
+    metavar="DATE|DATETIME|last",
+    help="Sessions from this date (midnight UTC) or ISO 8601 time (UTC unless it has an "
+    "offset); `last`: from the end of the last pull into this warehouse (same server and "
+    "--agent), less --overlap.",
+)
+@click.option(
+    "--until",
+    metavar="DATE|DATETIME",
+    help="Sessions before this date or time. Default: the moment the pull starts.",
+)
+@click.option("--agent", metavar="AGENT_ID", help="Only this agent's sessions.")
+@warehouse_option
+@click.option(
+    "--raw",
+    metavar="DIR",
+    help="Where the pages are kept as received (gzip NDJSON, a file per pull). "
+    "Default: <warehouse>/raw.",
+)
+@click.option(
+    "--server-url",
+    envvar="SYLLABLE_SERVER_URL",
+    show_envvar=True,
+    default="https://api.syllable.cloud",
+    show_default=True,
+    metavar="URL",
+    help="The Syllable API.",
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Sessions per page.",
+)
+@click.option(
+    "--overlap",
+    default="2d",
+    show_default=True,
+    metavar="DURATION",
+    help="How far before the last pull's end `--since last` starts (30m, 36h, 2d), for "
+    "sessions whose duration or label is filled in late.",
+)
+@click.option(
+    "--retry-for",
+    type=click.FloatRange(0, 86_400),
+    default=300,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to keep retrying a page after 429, 5xx, timeouts and lost connections "
+    "(with backoff, honouring Retry-After).",
+)
+@click.option(
+    "--max-time",
+    type=click.FloatRange(1, 7 * 86_400),
+    default=4 * 3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="The longest the pages may take, all retries included (exit 5 past it).",
+)
+@click.option(
+    "--max-pages",
+    type=click.IntRange(1),
+    default=100_000,
+    show_default=True,
+    help="The most pages one pull fetches (exit 5 past it): a server that never says it "
+    "is done is not paged for ever.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--max-reject-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="RATE",
+    help="As for ingest: fail (exit 4, nothing committed) above this share of rejected rows.",
+)
+@click.option(
+    "--pii",
+    type=click.Choice(["pseudonymise", "keep", "drop"]),
+    default="pseudonymise",
+    show_default=True,
+    help="As for ingest: what to store of caller identities.",
+)
+@click.option(
+    "--memory-limit",
+    envvar=MEMORY_LIMIT_ENV,
+    show_envvar=True,
+    default=MEMORY_LIMIT,
+    show_default=True,
+    metavar="SIZE",
+    help="As for ingest: memory DuckDB may use before it spills to disk.",
+)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress)."
+)
+@_user_errors
+def pull(
+    since: str,
+    until: str | None,
+    agent: str | None,
+    warehouse: str,
+    raw: str | None,
+    server_url: str,
+    page_size: int,
+    overlap: str,
+    retry_for: float,
+    max_time: float,
+    max_pages: int,
+    as_json: bool,
+    max_reject_rate: float | None,
+    pii: str,
+    memory_limit: str,
+    quiet: bool,
+) -> None:
+    """Pull sessions from the Syllable API into the warehouse.
+
+    The API key is read from $SYLLABLE_API_KEY, and never printed or stored. Every page is
+    kept as received under --raw, then ingested as `sessions ingest` would, in one commit:
+    odd sessions are quarantined. A failure on the way commits nothing and says how far it
+    got; the same pull again changes nothing.
+
+    \b
+    Exit codes:
+      0  pulled and committed (rejected rows or not), or nothing new
+      2  SYLLABLE_API_KEY missing or refused; a bad option; the API refused the request
+      3  the warehouse cannot be read or written
+      4  more rows rejected than --max-reject-rate allows (nothing committed)
+      5  the API cannot be reached, kept failing after --retry-for, or paged past
+         --max-time or --max-pages (nothing committed)
+      130/143  stopped by Ctrl-C / SIGTERM (nothing committed)
+    """
+    from pipeline.ingest import Options
+    from pipeline.pii import PiiMode
+    from pipeline.progress import for_terminal
+    from pipeline.pull.command import Request
+    from pipeline.pull.command import pull as run_pull
+
+    request = Request(
+        since,
+        until,
+        agent,
+        warehouse,
+        raw,
+        server_url,
+        page_size,
+        overlap,
+        retry_for,
+        max_time,
+        max_pages,
+    )
+    watched = sys.stderr.isatty() and not (quiet or as_json)
+    report = run_pull(
+        request,
+        Options(max_reject_rate=max_reject_rate, pii=PiiMode(pii), memory_limit=memory_limit),
+        watched=watched,
+        progress=lambda files: for_terminal(files if watched else [], not watched),
+        notify=lambda m: click.echo(m, file=sys.stderr),
+        on_commit=_hold_stops,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    elif not quiet:
+        click.echo(report.to_text())
+
+
+@main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sessions", "count", default=3000, show_default=True, help="Sessions to generate.")
 @click.option("--seed", default=7, show_default=True, help="Random seed; same seed, same files.")
