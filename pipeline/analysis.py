@@ -86,6 +86,8 @@ class Analysis:
     comparisons: pl.DataFrame
     experiments: pl.DataFrame
     version_medians: pl.DataFrame
+    # What `sessions compare` warns of in this scope (an experiment it cannot compare).
+    comparison_notes: list[str]
 
     @property
     def period(self) -> tuple[date | None, date | None]:
@@ -151,7 +153,7 @@ def top_prompts(frame: pl.DataFrame, n: int, versions: int) -> Top:
     )
 
 
-def _comparisons(con: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, pl.DataFrame]:
+def _comparisons(con: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, Any]:
     """The comparisons of `scope` (defaults of `sessions compare`) and the medians of the
     prompt versions they compare, with their distribution-free 95% intervals."""
     from pipeline import compare
@@ -167,9 +169,12 @@ def _comparisons(con: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, pl.D
         ):
             if len(sample) >= 2:
                 medians[(pair.group_id, version)] = quantile_interval(sample, 0.5, 0.95)
+    notes: list[str] = []
     frames = {
         "comparisons": compare.table(versions, settings),
-        "experiments": compare.table(compare.pairs(con, "experiment", scope), settings),
+        "experiments": compare.table(
+            compare.pairs(con, "experiment", scope, warn=notes.append), settings
+        ),
     }
     result = {name: pl.from_arrow(table) for name, table in frames.items()}
     result["version_medians"] = pl.DataFrame(
@@ -188,7 +193,10 @@ def _comparisons(con: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, pl.D
             "duration_p50_high_s": pl.Float64,
         },
     )
-    return {k: v for k, v in result.items() if isinstance(v, pl.DataFrame)}
+    return {
+        **{k: v for k, v in result.items() if isinstance(v, pl.DataFrame)},
+        "comparison_notes": notes,
+    }
 
 
 def analyse(

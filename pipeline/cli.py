@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -623,11 +624,10 @@ _COMPARE_SHOWN = {
 def _shares(text: str | None) -> list[float] | None:
     if text is None:
         return None
-    try:
-        shares = [float(part) for part in text.split(",")]
-    except ValueError:
-        shares = []
-    if len(shares) < 2 or not all(0 < s < float("inf") for s in shares):
+    parts = text.split(",")
+    number = re.compile(r"\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+    shares = [float(p) for p in parts if number.fullmatch(p)] if len(parts) > 1 else []
+    if len(shares) != len(parts) or not all(0 < s < float("inf") for s in shares):
         from pipeline.compare import CompareError
 
         raise CompareError(
@@ -680,7 +680,19 @@ def _shares(text: str | None) -> list[float] | None:
     help="How intervals are computed: asymptotic (fast at any size) or a percentile bootstrap "
     "(9,999 resamples, seeded by --seed; slow on large samples).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the bootstrap.",
+)
+@click.option(
+    "--experiment",
+    "experiment_id",
+    metavar="EXPERIMENT_ID",
+    help="Experiments: only this experiment_id (to give it its own --expected-split).",
+)
 @format_option
 @click.option(
     "--all-columns", is_flag=True, help="Show every column in the table and markdown formats."
@@ -697,6 +709,7 @@ def compare(
     min_sessions: int,
     interval: str,
     seed: int,
+    experiment_id: str | None,
     fmt: str | None,
     all_columns: bool,
     warehouse: str,
@@ -724,6 +737,8 @@ def compare(
         raise CompareError("--window-days is for --by prompt-version")
     if expected_split is not None and by == "prompt-version":
         raise CompareError("--expected-split is for --by experiment")
+    if experiment_id is not None and by == "prompt-version":
+        raise CompareError("--experiment is for --by experiment")
     settings = Settings(
         confidence=confidence, min_sessions=min_sessions, interval=interval, seed=seed
     )
@@ -734,6 +749,7 @@ def compare(
         settings,
         window_days=window_days,
         expected_split=_shares(expected_split),
+        experiment_id=experiment_id,
         as_of=_as_of(as_of),
         warn=lambda message: click.echo(f"warning: {message}", err=True),
     )

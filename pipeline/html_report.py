@@ -148,6 +148,12 @@ def render(analysis: Analysis, full_tables: dict[str, str] | None = None) -> str
                 )
         if title in _VERDICTS:
             parts.append(_verdicts(getattr(analysis, _VERDICTS[title]), title))
+        if title == "Experiments" and analysis.comparison_notes:
+            parts.append(
+                '<p class="meta">Left out: '
+                + "; ".join(_text(note) for note in analysis.comparison_notes)
+                + ".</p>"
+            )
     parts.append(
         '<p class="meta">Measures: durations in seconds; percentiles interpolate linearly '
         "between order statistics; test sessions are left out unless included. "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import re
 import shutil
 import tempfile
@@ -53,8 +54,10 @@ def connect(
     try:
         con.execute("SET TimeZone = 'UTC'")
         # DuckDB draws its own progress bar on stdout for a query over 2 s (a big warehouse,
-        # a busy machine), into the CSV or JSON a script reads: never.
-        con.execute("SET enable_progress_bar = false")
+        # a busy machine), into the CSV or JSON a script reads: never. In a Jupyter kernel
+        # DuckDB refuses to touch the setting without ipywidgets (and draws no bar there).
+        with contextlib.suppress(duckdb.InvalidInputException):
+            con.execute("SET enable_progress_bar = false")
         # A query that spills writes into a folder of its own, never into the warehouse nor
         # the working folder (DuckDB's default for an in-memory database), and not the
         # system's temporary folder itself, which DuckDB would then let a query read (`sql`

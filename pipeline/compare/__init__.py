@@ -37,6 +37,7 @@ def pairs(
     *,
     window_days: int | None = None,
     expected_split: Sequence[float] | None = None,
+    experiment_id: str | None = None,
     warn: Callable[[str], None] = lambda message: None,
 ) -> list[Pair]:
     """The samples to compare of `by` ("prompt-version" or "experiment"), read through `con`
@@ -45,7 +46,7 @@ def pairs(
 
     if by == "prompt-version":
         return samples.prompt_versions(con, scope, window_days)
-    return samples.experiments(con, scope, expected_split, warn)
+    return samples.experiments(con, scope, expected_split, warn, experiment_id)
 
 
 def compare(
@@ -56,6 +57,7 @@ def compare(
     *,
     window_days: int | None = None,
     expected_split: Sequence[float] | None = None,
+    experiment_id: str | None = None,
     as_of: int | datetime | None = None,
     warn: Callable[[str], None] = lambda message: None,
 ) -> pa.Table:
@@ -65,7 +67,13 @@ def compare(
     con = query.connect(warehouse, as_of)
     try:
         found = pairs(
-            con, by, scope, window_days=window_days, expected_split=expected_split, warn=warn
+            con,
+            by,
+            scope,
+            window_days=window_days,
+            expected_split=expected_split,
+            experiment_id=experiment_id,
+            warn=warn,
         )
     finally:
         con.close()

@@ -95,7 +95,8 @@ def prompt_versions(
     )
     note = BEFORE_AFTER
     if window_days is not None:
-        note += f"; {window_days} days before and after the switch"
+        days = "1 day" if window_days == 1 else f"{window_days} days"
+        note += f"; {days} before and after the switch"
     found = []
     for _no, prompt_id, prompt_name, baseline, candidate, switch_us in pairs:
         b = numbers[(prompt_id, baseline)]
@@ -125,17 +126,19 @@ def experiments(
     scope: Scope,
     expected_split: Sequence[float] | None,
     warn: Callable[[str], None],
+    experiment_id: str | None = None,
 ) -> list[Pair]:
     """Each experiment's variants against its control, with the sample-ratio check of its
     variants' session counts against `expected_split` (control first, then the others by
-    name; an equal split where None)."""
+    name; an equal split where None). An experiment that cannot be compared (no control, or
+    several, or nothing but its control) is said in `warn` and left out."""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE compare_variants AS {_sql('experiment_variants.sql')}",
-        _params(scope),
+        _params(scope, experiment=experiment_id),
     )
     variants = con.sql(
-        "SELECT variant_no, experiment_id, variant_name, is_control, session_count "
-        "FROM compare_variants ORDER BY variant_no"
+        "SELECT variant_no, experiment_id, variant_name, is_control, session_count, "
+        "unnamed_sessions, variant_key FROM compare_variants ORDER BY variant_no"
     ).fetchall()
     samples = con.sql(_sql("experiment_samples.sql"), params=_params(scope)).to_arrow_table()
     split, _ = _split(samples, "variant_no", len(variants))
@@ -143,33 +146,50 @@ def experiments(
     for variant in variants:
         by_experiment.setdefault(variant[1], []).append(variant)
     pairs: list[Pair] = []
-    for experiment_id, its in by_experiment.items():
-        controls = [v for v in its if v[3]]
-        if len(controls) != 1:
+    for experiment, its in by_experiment.items():
+        if its[0][5]:
             warn(
-                f"experiment {experiment_id!r}: {len(controls)} control variants "
-                f"(of {len(its)}); it needs exactly one to be compared: skipped"
+                f"experiment {experiment!r}: {its[0][5]:,} session(s) name no variant "
+                "(no id, no name): left out of its comparisons and of the sample-ratio check"
+            )
+        controls = [v for v in its if v[3]]
+        if len(controls) != 1 or len(its) < 2:
+            why = "nothing but its control" if len(its) < 2 else f"{len(controls)} controls"
+            warn(
+                f"experiment {experiment!r}: {why} (of {len(its)} variant(s)); it needs "
+                "exactly one control and another variant to be compared: left out"
             )
             continue
-        shares = _shares(experiment_id, [v[2] for v in its], expected_split)
-        srm = statistics.sample_ratio_p_value([v[4] for v in its], shares)
+        names = _names(its)
+        shares = _shares(experiment, [names[v[0]] for v in its], expected_split)
+        counts = [v[4] for v in its]
+        srm = statistics.sample_ratio_p_value(counts, shares)
         control = controls[0]
         for v in its:
             if v is control:
                 continue
             pairs.append(
                 Pair(
-                    group_id=experiment_id,
-                    group_name=experiment_id,
-                    baseline=control[2],
-                    candidate=v[2],
+                    group_id=experiment,
+                    group_name=experiment,
+                    baseline=names[control[0]],
+                    candidate=names[v[0]],
                     baseline_durations=split[control[0]],
                     candidate_durations=split[v[0]],
                     srm_p_value=srm,
-                    note=_srm_note(srm, [v[4] for v in its], shares),
+                    note=_srm_note(srm, counts, shares),
                 )
             )
     return pairs
+
+
+def _names(variants: list[tuple[Any, ...]]) -> dict[int, str]:
+    """Each variant's name, with its id where two variants of the experiment share a name,
+    so that no two rows read the same."""
+    seen: dict[str, int] = {}
+    for v in variants:
+        seen[v[2]] = seen.get(v[2], 0) + 1
+    return {v[0]: v[2] if seen[v[2]] == 1 else f"{v[2]} ({v[6]})" for v in variants}
 
 
 def _shares(experiment_id: str, names: list[str], expected: Sequence[float] | None) -> list[float]:
@@ -178,7 +198,8 @@ def _shares(experiment_id: str, names: list[str], expected: Sequence[float] | No
     if len(expected) != len(names):
         raise CompareError(
             f"--expected-split has {len(expected)} shares, experiment {experiment_id!r} has "
-            f"{len(names)} variants (control first, then by name: {', '.join(names)})"
+            f"{len(names)} variants (control first, then by name: {', '.join(names)}); "
+            "--experiment ID compares one experiment alone"
         )
     return list(expected)
 

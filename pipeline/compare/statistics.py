@@ -68,8 +68,10 @@ def quantile_difference(
     own interval, recombined by MOVER (Zou & Donner's "method of variance estimates
     recovery"), which keeps each side's skew: a long right tail widens the interval on the
     side it pulls, not on both."""
-    if len(baseline) < 2 or len(candidate) < 2:
+    if len(baseline) == 0 or len(candidate) == 0:
         return _NONE
+    if len(baseline) < 2 or len(candidate) < 2:  # an estimate, but no interval from one value
+        return Interval(float(np.quantile(candidate, q) - np.quantile(baseline, q)), None, None)
     lb, qb, ub = quantile_interval(baseline, q, confidence)
     lc, qc, uc = quantile_interval(candidate, q, confidence)
     d = qc - qb
@@ -78,9 +80,11 @@ def quantile_difference(
 
 def mean_difference(baseline: np.ndarray, candidate: np.ndarray, confidence: float) -> Interval:
     """The difference of the means, with Welch's interval at `confidence`."""
-    if len(baseline) < 2 or len(candidate) < 2:
+    if len(baseline) == 0 or len(candidate) == 0:
         return _NONE
     diff = float(candidate.mean() - baseline.mean())
+    if len(baseline) < 2 or len(candidate) < 2:
+        return Interval(diff, None, None)
     if candidate.var() == 0 and baseline.var() == 0:
         return Interval(diff, diff, diff)  # no spread: the difference is known exactly
     test = stats.ttest_ind(candidate, baseline, equal_var=False)
@@ -192,5 +196,6 @@ def sample_ratio_p_value(counts: Sequence[int], expected_shares: Sequence[float]
     if len(counts) < 2 or total == 0:
         return None
     shares = np.asarray(expected_shares, dtype=float)
+    shares = shares / shares.max()  # 1e308,1e308 is 1,1: no sum overflows to infinity
     expected = shares / shares.sum() * total
     return float(stats.chisquare(np.asarray(counts, dtype=float), expected).pvalue)

@@ -19,7 +19,7 @@ from scipy import stats
 from pipeline.compare import COLUMNS
 from pipeline.generate import as_text, sessions
 from tests.compare.test_statistics import _holm_by_definition
-from tests.conftest import run_cli
+from tests.conftest import ndjson, run_cli, session
 
 
 def _extra(frame: pl.DataFrame) -> pl.DataFrame:
@@ -256,3 +256,89 @@ def test_every_column_and_verdict_is_in_the_explain_dictionary() -> None:
         verdict.SAMPLE_RATIO_MISMATCH,
     ):
         assert f"`{called}`" in explained, called
+
+
+def _experiment_session(n: int, experiment: str, variant_id: str | None, name: str | None,
+                        control: bool | None) -> dict[str, Any]:  # fmt: skip
+    return session(
+        n,
+        experiment_id=experiment,
+        experiment_variant_id=variant_id,
+        experiment_variant=name,
+        experiment_variant_is_control=control,
+        duration=float(50 + n % 97),
+    )
+
+
+@pytest.fixture(scope="module")
+def odd_experiments(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Experiments as exports have them: one with nothing but its control, one whose variant
+    id is missing on half its sessions, one with two variants of the same name, sessions
+    naming no variant, and a prompt version with one duration."""
+    tmp = tmp_path_factory.mktemp("odd-experiments")
+    records = [_experiment_session(i, "only-control", "c", "ctl", True) for i in range(100)]
+    records += [_experiment_session(100 + i, "half-ids", "c", "ctl", True) for i in range(200)]
+    records += [
+        _experiment_session(300 + i, "half-ids", "v" if i % 2 else None, "B", False)
+        for i in range(200)
+    ]
+    records += [_experiment_session(500 + i, "half-ids", None, None, None) for i in range(7)]
+    records += [
+        _experiment_session(
+            600 + i, "same-names", f"s{i % 3}", "ctl" if i % 3 == 0 else "same", i % 3 == 0
+        )
+        for i in range(300)
+    ]
+    records += [session(900, prompt_id="p-one", prompt_version_number=1, duration=5.0)]
+    records += [session(901 + i, prompt_id="p-one", prompt_version_number=2) for i in range(2)]
+    export = tmp / "odd.ndjson"
+    export.write_bytes(ndjson(records))
+    assert run_cli("ingest", export, "-w", tmp / "wh", "-q").returncode == 0
+    return tmp / "wh"
+
+
+def test_experiments_that_cannot_be_compared_are_said_and_left_out(odd_experiments: Path) -> None:
+    done = run_cli("compare", "-w", odd_experiments, "--by", "experiment", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert "only-control" not in {r["group_id"] for r in rows}
+    assert "'only-control': nothing but its control" in done.stderr
+    # A session without its variant's id belongs to the variant whose name it has.
+    (half,) = [r for r in rows if r["group_id"] == "half-ids"]
+    assert (half["baseline"], half["candidate"]) == ("ctl", "B")
+    assert (half["baseline_count"], half["candidate_count"]) == ("200", "200")
+    assert float(half["srm_p_value"]) == pytest.approx(1.0)
+    assert "'half-ids': 7 session(s) name no variant" in done.stderr
+    # Two variants of one name are told apart by their ids.
+    same = sorted(r["candidate"] for r in rows if r["group_id"] == "same-names")
+    assert same == ["same (s1)", "same (s2)"]
+    # The report says what it left out.
+    out = odd_experiments.parent / "report.html"
+    assert run_cli("report", "-w", odd_experiments, "--out", out).returncode == 0
+    assert "experiment &#x27;only-control&#x27;: nothing but its control" in out.read_text()
+
+
+def test_one_experiment_alone_takes_its_own_split(odd_experiments: Path) -> None:
+    every = run_cli("compare", "-w", odd_experiments, "--by", "experiment",
+                    "--expected-split", "1,1")  # fmt: skip
+    assert every.returncode == 2 and "--experiment ID" in every.stderr
+    one = _compare(odd_experiments, "--by", "experiment", "--experiment", "same-names",
+                   "--expected-split", "1e308,1e308,1e308")  # fmt: skip
+    assert {r["group_id"] for r in one} == {"same-names"}
+    assert float(one[0]["srm_p_value"]) == pytest.approx(1.0)
+
+
+def test_a_side_of_one_duration_has_estimates_but_no_interval(odd_experiments: Path) -> None:
+    rows = _compare(odd_experiments, "--by", "prompt-version", "--min-sessions", "2")
+    (row,) = [r for r in rows if r["group_id"] == "p-one"]
+    assert (row["baseline_count"], row["candidate_count"]) == ("1", "2")
+    assert float(row["p50_diff_s"]) == pytest.approx(float(row["candidate_p50_s"]) - 5.0)
+    assert row["mean_diff_s"] != "" and row["p50_diff_low_s"] == "" == row["mean_diff_low_s"]
+    assert row["verdict"] == "too few sessions"
+
+
+@pytest.mark.parametrize("args", [("--seed", "-1"), ("--expected-split", "1_0,1")])
+def test_bad_numbers_are_exit_2(odd_experiments: Path, args: tuple[str, ...]) -> None:
+    done = run_cli("compare", "-w", odd_experiments, "--by", "experiment",
+                   "--interval", "bootstrap", *args)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
