@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.views import timezones
+
 # In dependency order: each file may use the relations of the files before it.
 VIEW_FILES = (
     "sessions.sql",
@@ -58,7 +60,11 @@ def statements(sessions: str, rejects: str) -> list[str]:
     `key=value` from every folder of the path, the warehouse's own parents included; the
     `sessions` view derives the partition, `utc_date`, from the timestamp instead.
     """
-    replacements = {"{{ sessions_parquet }}": sessions, "{{ rejects_parquet }}": rejects}
+    replacements = {
+        "{{ sessions_parquet }}": sessions,
+        "{{ rejects_parquet }}": rejects,
+        "{{ known_timezones }}": timezones.sql_list(),
+    }
     result: list[str] = []
     for name in VIEW_FILES:
         text = sql_text(name)
