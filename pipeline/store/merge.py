@@ -14,7 +14,7 @@ import duckdb
 from deltalake.transaction import RemoveAction
 
 from pipeline import memory, views
-from pipeline.views import timezones
+from pipeline.views import timezones as zones
 from pipeline.store import relations, tables
 from pipeline.store.runs import Run
 from pipeline.store.tables import Version
@@ -135,7 +135,7 @@ def _merge(
         name
         for (name,) in con.execute(f"""
             SELECT DISTINCT agent_timezone FROM {staged}
-            WHERE agent_timezone IN ({timezones.sql_list()})
+            WHERE agent_timezone IN ({zones.sql_list()})
         """).fetchall()
     )
     content_hash = _content_hash_sql()

@@ -35,12 +35,13 @@ def _regenerate() -> None:  # pragma: no cover - a maintenance step, needs Java
     import duckdb
     from pyspark.java_gateway import launch_gateway
 
-    gateway = launch_gateway()
+    gateway = launch_gateway()  # type: ignore[no-untyped-call]
     try:
         jvm = set(gateway.jvm.java.time.ZoneId.getAvailableZoneIds())
     finally:
         gateway.shutdown()
-    duck = {row[0] for row in duckdb.sql("SELECT name FROM pg_timezone_names()").fetchall()}
+    rows = duckdb.connect().execute("SELECT name FROM pg_timezone_names()").fetchall()
+    duck = {str(row[0]) for row in rows}
     path = resources.files(__package__).joinpath(FILE)
     with resources.as_file(path) as file:
         file.write_text("".join(f"{name}\n" for name in sorted(jvm & duck)))
