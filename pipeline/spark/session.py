@@ -30,8 +30,13 @@ SETTINGS = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.runSQLOnFiles": "false",
 }
-# A local master: a handful of partitions per shuffle, not Spark's 200, for one machine.
-LOCAL_SETTINGS = {"spark.sql.shuffle.partitions": "8"}
+# A local master: a handful of partitions per shuffle, not Spark's 200, for one machine; and
+# the version's files listed by the driver itself, not by a Spark job once they are over 32
+# (a job costs seconds; a cluster on object storage keeps the job).
+LOCAL_SETTINGS = {
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+}
 
 
 class EngineUnavailable(PipelineError):
@@ -93,15 +98,15 @@ def s3_settings(wh: Warehouse) -> dict[str, str]:
 def _jvm_output_aside() -> Iterator[str]:
     """Spark's JVM writes its log and warnings to the standard error it inherits: it inherits
     a file instead (for its whole life), so that the command's stderr keeps its one line."""
-    log = tempfile.NamedTemporaryFile(prefix="sessions-spark-", suffix=".log", delete=False)
+    descriptor, name = tempfile.mkstemp(prefix="sessions-spark-", suffix=".log")
     saved = os.dup(2)
-    os.dup2(log.fileno(), 2)
+    os.dup2(descriptor, 2)
     try:
-        yield log.name
+        yield name
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-        log.close()
+        os.close(descriptor)
 
 
 def start(wh: Warehouse, master: str | None = None) -> SparkSession:

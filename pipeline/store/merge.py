@@ -14,10 +14,10 @@ import duckdb
 from deltalake.transaction import RemoveAction
 
 from pipeline import memory, views
-from pipeline.views import timezones as zones
 from pipeline.store import relations, tables
 from pipeline.store.runs import Run
 from pipeline.store.tables import Version
+from pipeline.views import timezones as zones
 from schemas import FIELD_NAMES, PARTITION_COLUMN, STORED_FIELDS
 
 # A partition that has this many files is rewritten as one file when an ingest adds to it.

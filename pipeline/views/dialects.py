@@ -36,8 +36,8 @@ import sqlglot
 from sqlglot import exp
 
 from pipeline import views
-from pipeline.views import timezones
 from pipeline.scope import Scope
+from pipeline.views import timezones
 
 DIALECTS = ("spark", "trino", "bigquery", "snowflake", "duckdb")
 
@@ -101,7 +101,9 @@ def _rewrite(tree: exp.Expr, dialect: str) -> exp.Expr:
                 if isinstance(value, exp.Expr):
                     node.set(key, _rewrite(value, dialect))
                 elif isinstance(value, list):
-                    node.set(key, [_rewrite(v, dialect) if isinstance(v, exp.Expr) else v for v in value])
+                    node.set(
+                        key, [_rewrite(v, dialect) if isinstance(v, exp.Expr) else v for v in value]
+                    )
         if isinstance(node, exp.Anonymous) and node.name.lower() == "timezone":
             zone, moment = node.expressions
             return _template(_TIMEZONE[dialect], dialect, tz=zone, ts=moment)
@@ -200,7 +202,9 @@ def _spark_function(statement: exp.Create) -> str:
     parameters = [p.name for p in function.expressions]
     typed = scope_parameters()
     if parameters != [name for name, _ in typed]:
-        raise AssertionError(f"{function.this.name}: parameters {parameters} are not Scope's fields")
+        raise AssertionError(
+            f"{function.this.name}: parameters {parameters} are not Scope's fields"
+        )
     signature = ", ".join(f"{name} {kind}" for name, kind in typed)
     body = _rewrite(statement.expression.copy(), "spark").sql("spark", pretty=True)
     return (
