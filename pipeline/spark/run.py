@@ -3,6 +3,7 @@ result handed to the same output as the DuckDB engine's (`query.arrow_rows`)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 # What a query may be: a query, a description of one, or the list of views.
-_READING = (exp.Query, exp.Describe, exp.Show)
+_READING = (exp.Query, exp.Values, exp.Describe, exp.Show)
 # Functions that call Java methods by name: a query could reach outside the views with them.
 _REFUSED_FUNCTIONS = {"reflect", "java_method", "try_reflect"}
 
@@ -97,6 +98,8 @@ def one_query(text: str) -> str:
     """`text` as the one read-only Spark SQL query it holds; or a QueryError (exit 2)."""
     if not text.strip().strip(";").strip():
         raise QueryError("the query is empty")
+    # sqlglot warns, on stderr, of syntax it keeps as a command (EXPLAIN, SHOW): not ours to say.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
         statements = [s for s in sqlglot.parse(text, read="spark") if s is not None]
     except sqlglot.errors.ParseError as exc:
@@ -113,6 +116,12 @@ def one_query(text: str) -> str:
         rest = text[explained.end() :]
         one_query(rest)  # an EXPLAIN of a query, and only of one
         return text.strip().rstrip(";").strip()
+    if isinstance(statement, exp.Command) and re.match(r"\s*show\s", text, re.I):
+        return text.strip().rstrip(";").strip()  # SHOW TABLES, SHOW COLUMNS, ...: listings
+    if _calls_java(statement):
+        raise QueryError(
+            f"sessions sql does not let a query call Java ({', '.join(sorted(_REFUSED_FUNCTIONS))})"
+        )
     if not isinstance(statement, _READING) or _writes(statement):
         raise QueryError(
             "sessions sql is read-only: it runs one query (SELECT, WITH, VALUES, DESCRIBE, "
@@ -122,15 +131,16 @@ def one_query(text: str) -> str:
 
 
 def _writes(statement: exp.Expr) -> bool:
-    """Whether anything inside `statement` writes, or calls Java by name."""
+    """Whether anything inside `statement` writes (or is a command sqlglot does not know)."""
+    kinds = exp.Create | exp.Insert | exp.Delete | exp.Update | exp.Drop | exp.Merge
+    return any(isinstance(node, kinds | exp.Command | exp.Set) for node in statement.walk())
+
+
+def _calls_java(statement: exp.Expr) -> bool:
     for node in statement.walk():
-        if isinstance(node, exp.Create | exp.Insert | exp.Delete | exp.Update | exp.Drop):
-            return True
-        if isinstance(node, exp.Command | exp.Set | exp.Merge):
+        if isinstance(node, exp.Anonymous) and node.name.lower() in _REFUSED_FUNCTIONS:
             return True
         if isinstance(node, exp.Func) and node.sql_name().lower() in _REFUSED_FUNCTIONS:
-            return True
-        if isinstance(node, exp.Anonymous) and node.name.lower() in _REFUSED_FUNCTIONS:
             return True
     return False
 
