@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import engines
 import floor
 import probe
 import report
@@ -191,6 +192,13 @@ def run(args: argparse.Namespace) -> None:
     ingest_more = [str(BIN / "sessions"), "ingest", str(big_b.path), "-w", str(wh), "-q"]
     subprocess.run(ingest_more, check=True)
     views = view_times(wh / "sessions.duckdb")
+
+    print(f"engines: DuckDB and Spark on {one_m:,} sessions", flush=True)
+    one_m_wh = work / "wh_engines"
+    subprocess.run([str(BIN / "sessions"), "ingest", str(exports[0].path), "-w", str(one_m_wh),
+                    "-q"], check=True)  # fmt: skip
+    notes.append(engines.line(engines.times(one_m_wh, args.repeat), one_m))
+    print(f"  {notes[-1]}", flush=True)
 
     probed: list[probe.Probed] = []
     if args.peers:
