@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import engines
 import floor
 import probe
 import report
@@ -192,6 +193,13 @@ def run(args: argparse.Namespace) -> None:
     ingest_more = [str(BIN / "sessions"), "ingest", str(big_b.path), "-w", str(wh), "-q"]
     subprocess.run(ingest_more, check=True)
     views = view_times(wh / "sessions.duckdb") + compare_times(wh)
+
+    print(f"engines: DuckDB and Spark on {one_m:,} sessions", flush=True)
+    one_m_wh = work / "wh_engines"
+    subprocess.run([str(BIN / "sessions"), "ingest", str(exports[0].path), "-w", str(one_m_wh),
+                    "-q"], check=True)  # fmt: skip
+    notes.append(engines.line(engines.times(one_m_wh, args.repeat), one_m))
+    print(f"  {notes[-1]}", flush=True)
 
     probed: list[probe.Probed] = []
     if args.peers:

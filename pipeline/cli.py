@@ -47,6 +47,24 @@ as_of_option = click.option(
     "version (none yet then, or newer than its latest, or its files deleted by vacuum).",
 )
 
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="What runs the views: DuckDB (in this process), or Spark (the same views, transpiled; "
+    "needs `make spark`). Same output. Exit 5 if Spark is not installed or does not start.",
+)
+
+spark_master_option = click.option(
+    "--spark-master",
+    metavar="URL",
+    envvar="SPARK_MASTER",
+    default=None,
+    help="Spark's master with --engine spark: local[*] (the default), spark://HOST:7077, "
+    "yarn, ... ($SPARK_MASTER). A Spark Connect server from $SPARK_REMOTE instead.",
+)
+
 
 def _as_of(text: str | None) -> Any:
     from pipeline.store.tables import parse_as_of
@@ -566,6 +584,8 @@ def _format(fmt: str | None) -> str:
 @click.option("--explain", is_flag=True, help="Print what each measure means, and exit.")
 @warehouse_option
 @as_of_option
+@engine_option
+@spark_master_option
 @_user_errors
 def stats(
     by: str,
@@ -575,6 +595,8 @@ def stats(
     explain: bool,
     warehouse: str,
     as_of: str | None,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Duration statistics per agent, channel, prompt version or day.
 
@@ -594,7 +616,13 @@ def stats(
         return
     shown = None if all_columns else [*_STATS_KEYS[by], *_STATS_COLUMNS]
     output = _format(fmt)
-    with query.stats_rows(warehouse, by, scope, _as_of(as_of)) as rows:
+    if engine == "spark":
+        from pipeline.spark import run
+
+        found = run.stats_rows(warehouse, by, scope, _as_of(as_of), spark_master)
+    else:
+        found = query.stats_rows(warehouse, by, scope, _as_of(as_of))
+    with found as rows:
         count = _write(rows, output, shown)
     if output == "table" and shown is not None:
         hidden = len(rows.columns) - len(shown)
@@ -766,8 +794,17 @@ def compare(
 @format_option
 @warehouse_option
 @as_of_option
+@engine_option
+@spark_master_option
 @_user_errors
-def sql_command(query_text: str, fmt: str | None, warehouse: str, as_of: str | None) -> None:
+def sql_command(
+    query_text: str,
+    fmt: str | None,
+    warehouse: str,
+    as_of: str | None,
+    engine: str,
+    spark_master: str | None,
+) -> None:
     """Run one QUERY against the warehouse's views, read-only, and stream its rows.
 
     QUERY is one SELECT (or FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, or EXPLAIN of
@@ -783,10 +820,19 @@ def sql_command(query_text: str, fmt: str | None, warehouse: str, as_of: str | N
     \b
     Example:
       sessions sql "SELECT local_hour, median(duration) FROM sessions GROUP BY 1 ORDER BY 1"
+
+    With --engine spark, QUERY is Spark SQL (see `sessions views --dialect spark`); its
+    result is collected before it is written.
     """
     from pipeline import query
 
-    with query.sql(warehouse, query_text, _as_of(as_of)) as rows:
+    if engine == "spark":
+        from pipeline.spark import run
+
+        found = run.sql(warehouse, query_text, _as_of(as_of), spark_master)
+    else:
+        found = query.sql(warehouse, query_text, _as_of(as_of))
+    with found as rows:
         _write(rows, _format(fmt))
 
 
@@ -806,6 +852,38 @@ def _write(rows: Any, fmt: str, shown: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         _leave(0)
     return count
+
+
+@main.command(name="views")
+@click.option(
+    "--dialect",
+    type=click.Choice(["duckdb", "spark", "trino", "bigquery", "snowflake"]),
+    default="duckdb",
+    show_default=True,
+    help="The SQL dialect to print the views in.",
+)
+@_user_errors
+def views_command(dialect: str) -> None:
+    """Print the views' definitions in another SQL dialect, to run them elsewhere.
+
+    They are transpiled from the DuckDB view files (sqlglot, plus the rewrites listed in
+    pipeline/views/dialects.py); the Spark output is what `--engine spark` runs. They read
+    two relations you provide: `stored_sessions` (the sessions table's current version) and
+    `stored_rejects` (its rejects table). Trino and BigQuery have no exact percentile
+    aggregate: their percentiles are approximate.
+
+    \b
+    Example:
+      sessions views --dialect spark > views.sql
+    """
+    from pipeline.views import dialects
+
+    header = (
+        f"-- The sessions views in {dialect} SQL, from `sessions views --dialect {dialect}`.\n"
+        f"-- They read {dialects.STORED_SESSIONS} (the sessions table) and "
+        f"{dialects.STORED_REJECTS} (the rejects table).\n\n"
+    )
+    click.echo(header + ";\n\n".join(dialects.statements(dialect)) + ";")
 
 
 @main.command(name="check")

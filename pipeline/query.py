@@ -25,7 +25,7 @@ from pipeline.scope import Scope
 from pipeline.store import database, location, reader, relations
 from pipeline.store.location import Warehouse
 
-__all__ = ["QueryError", "Rows", "Scope", "connect", "sql", "stats", "stats_rows"]
+__all__ = ["QueryError", "Rows", "Scope", "arrow_rows", "connect", "sql", "stats", "stats_rows"]
 
 # Rows fetched from DuckDB at a time: what the output holds in memory, whatever the result.
 BATCH_ROWS = 10_000
@@ -272,6 +272,19 @@ def _as_text(column: str, type_id: str) -> str:
         # ISO 8601: 'T' between date and time ('infinity' stays as it is).
         return f"regexp_replace(CAST({column} AS VARCHAR), '^(\\d{{4,}}-\\d\\d-\\d\\d) ', '\\1T')"
     return f"CAST({column} AS VARCHAR)"
+
+
+@contextmanager
+def arrow_rows(table: pa.Table) -> Iterator[Rows]:
+    """Another engine's result as `Rows`: its values made text by DuckDB, as this engine's
+    are, so that both engines' output is the same text for the same values."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("engine_result", table)
+        yield _rows(con, "SELECT * FROM engine_result", None)
+    finally:
+        con.close()
 
 
 def _rows(
