@@ -29,6 +29,10 @@ from pipeline.transform import parse
 from pipeline.validate import validate
 from schemas import FIELD_NAMES, key_aliases
 
+# Rows a staged row group holds: small enough that the few rows of other days a sorted
+# batch has at its ends make few row groups that every day's write reads.
+STAGED_ROW_GROUP = 8192
+
 
 def find_exports(
     paths: Sequence[str],
@@ -311,8 +315,15 @@ def _stage_file(
             if len(accepted):
                 # Staging is read once, by the merge: fast to write beats small.
                 staged = _stored(accepted, source, seq, run)
-                # With statistics: the merge reads each day's rows by their timestamps' range.
-                staged.write_parquet(run.accepted / name, compression="lz4")
+                if not staged["timestamp"].is_sorted():
+                    # The merge reads each day's rows by the row groups' timestamp ranges: a
+                    # few re-deliveries of older days in an unsorted batch widened every range
+                    # to most days, and the merge sorted all rows by day (1M sessions with 1%
+                    # delivered twice: 20 CPU s). A row's place is in `_element`, not here.
+                    staged = staged.sort("timestamp")
+                staged.write_parquet(
+                    run.accepted / name, compression="lz4", row_group_size=STAGED_ROW_GROUP
+                )
             if len(rejected):
                 _quarantined(rejected, source, seq, run).write_parquet(run.rejected / name)
                 stats.rejected_by_reason.update(_reason_counts(rejected))
