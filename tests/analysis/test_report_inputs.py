@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from pipeline import charts
 from pipeline.analysis import analyse
 from pipeline.labels import BLANK, for_chart, plain
-from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
+from tests.conftest import SESSIONS, measured, ndjson, peak_kib, run_cli, session, tree
 from tests.trust.test_readers_and_faults import without_root_overrides
 
 Write = Callable[[str, bytes], Path]
@@ -156,11 +156,12 @@ def _many(prompts: int) -> list[dict[str, Any]]:
 
 def _peak_rss(args: list[str], out: Path) -> tuple[int, int, str]:
     """Run the CLI; its exit code, its peak resident memory in bytes, and its stderr."""
+    peak = out / "peak"
     with (out / "stderr").open("w") as err:
-        process = subprocess.Popen([str(SESSIONS), *args], stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss * 1024, (out / "stderr").read_text()
+        process = subprocess.run(
+            measured([SESSIONS, *args], peak), stdout=subprocess.DEVNULL, stderr=err, check=False
+        )
+    return process.returncode, peak_kib(peak) * 1024, (out / "stderr").read_text()
 
 
 @pytest.fixture(scope="module")
