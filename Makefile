@@ -31,11 +31,24 @@ run: $(STAMP) ## Ingest the bundled sample exports in data/ into data/warehouse/
 	@echo
 	$(BIN)/sessions stats --by agent --warehouse $(WAREHOUSE) --format table
 
-test: $(STAMP) $(DUCKDB1)/.installed ## Lint, type-check and run the tests
+# The Spark engine (`--engine spark`): pyspark, pinned with the main requirements, and Java 17
+# where there is none (installed with apt-get when root; otherwise say how).
+SPARK_STAMP := $(VENV)/.spark-installed
+$(SPARK_STAMP): requirements-spark.lock | $(STAMP)
+	@command -v java >/dev/null || [ -x "$$JAVA_HOME/bin/java" ] || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && apt-get install -y -q openjdk-17-jre-headless; \
+		else echo "Spark needs Java 17: install openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; fi; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-spark.lock
+	@touch $@
+
+spark: $(SPARK_STAMP) ## Install the Spark engine (pyspark, and Java 17 where missing)
+
+test: $(STAMP) $(DUCKDB1)/.installed $(SPARK_STAMP) ## Lint, type-check and run the tests
 	$(BIN)/ruff check pipeline schemas tests bench
 	$(BIN)/ruff format --check pipeline schemas tests bench
 	$(BIN)/mypy pipeline schemas
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 BENCH_ARGS ?=
 bench: $(STAMP) ## Benchmark ingest against DuckDB's reader and its peers (polars, pandas, dlt, Spark) (BENCH_ARGS="--scale 0.05 --repeat 1" for a quick run)
@@ -58,9 +71,10 @@ lock: ## Re-pin the lock files from the .in files (needs network)
 	$(PYTHON) -m uv pip compile requirements.in --generate-hashes --python-version 3.11 --universal -o requirements.lock
 	cat requirements.in requirements-notebook.in | $(PYTHON) -m uv pip compile - --generate-hashes --python-version 3.11 --universal -o requirements-notebook.lock
 	cat requirements.in requirements-bench.in | $(PYTHON) -m uv pip compile - --generate-hashes --python-version 3.11 --universal -o requirements-bench.lock
+	cat requirements.in requirements-spark.in | $(PYTHON) -m uv pip compile - --generate-hashes --python-version 3.11 --universal -o requirements-spark.lock
 	$(PYTHON) -m uv pip compile requirements-duckdb1.in --generate-hashes --python-version 3.11 -o requirements-duckdb1.lock
 
 clean: ## Remove the virtualenv and the default warehouse
 	rm -rf $(VENV) $(WAREHOUSE)
 
-.PHONY: help setup run test bench notebook report samples lock clean
+.PHONY: help setup run test bench notebook report samples lock clean spark

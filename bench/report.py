@@ -73,7 +73,12 @@ def write(
         )
     lines += _peers_table(peers, probed, by_case)
     lines += [*([""] + [f"- {note}" for note in notes] if notes else [])]
-    lines += ["", f"Stats views over {view_rows:,} sessions, warm, median of 5:", ""]
+    lines += [
+        "",
+        f"Stats views over {view_rows:,} sessions, warm, median of 5; `sessions compare` over "
+        "the same, the whole command, median of 3:",
+        "",
+    ]
     lines += ["| view | seconds |", "|---|---:|"]
     lines += [f"| {view} | {float(seconds):.3f} |" for view, seconds in views]
     reference = by_case.get("DuckDB read_json -> parquet (ndjson)")

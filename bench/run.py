@@ -15,9 +15,11 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import engines
 import floor
 import probe
 import report
@@ -190,7 +192,14 @@ def run(args: argparse.Namespace) -> None:
     print(f"stats views over {view_rows:,} sessions (warm)", flush=True)
     ingest_more = [str(BIN / "sessions"), "ingest", str(big_b.path), "-w", str(wh), "-q"]
     subprocess.run(ingest_more, check=True)
-    views = view_times(wh / "sessions.duckdb")
+    views = view_times(wh / "sessions.duckdb") + compare_times(wh)
+
+    print(f"engines: DuckDB and Spark on {one_m:,} sessions", flush=True)
+    one_m_wh = work / "wh_engines"
+    subprocess.run([str(BIN / "sessions"), "ingest", str(exports[0].path), "-w", str(one_m_wh),
+                    "-q"], check=True)  # fmt: skip
+    notes.append(engines.line(engines.times(one_m_wh, args.repeat), one_m))
+    print(f"  {notes[-1]}", flush=True)
 
     probed: list[probe.Probed] = []
     if args.peers:
@@ -274,6 +283,23 @@ for view in {views!r}:
     measured = [line.split() for line in output.splitlines()]
     for view, seconds in measured:
         print(f"  {view}: {float(seconds):.3f} s", flush=True)
+    return measured
+
+
+def compare_times(wh: Path) -> list[list[str]]:
+    """`sessions compare` (the whole command: views opened, samples read, statistics) over the
+    same warehouse, median of 3 runs."""
+    measured = []
+    for by in ("prompt-version", "experiment"):
+        command = [str(BIN / "sessions"), "compare", "-w", str(wh), "--by", by, "--format", "csv"]
+        runs = []
+        for _ in range(3):
+            started = time.monotonic()
+            subprocess.run(command, check=True, capture_output=True)
+            runs.append(time.monotonic() - started)
+        seconds = statistics.median(runs)
+        print(f"  sessions compare --by {by}: {seconds:.3f} s", flush=True)
+        measured.append([f"sessions compare --by {by} (the command)", str(seconds)])
     return measured
 
 

@@ -80,6 +80,14 @@ class Analysis:
     daily: pl.DataFrame
     rejects: pl.DataFrame
     rejected_rows: int
+    # `sessions compare` of the same scope: each prompt version against the previous one,
+    # each experiment variant against its control (`pipeline.compare.COLUMNS`), and each
+    # prompt version's median with its 95% interval, for the chart's bars.
+    comparisons: pl.DataFrame
+    experiments: pl.DataFrame
+    version_medians: pl.DataFrame
+    # What `sessions compare` warns of in this scope (an experiment it cannot compare).
+    comparison_notes: list[str]
 
     @property
     def period(self) -> tuple[date | None, date | None]:
@@ -145,6 +153,52 @@ def top_prompts(frame: pl.DataFrame, n: int, versions: int) -> Top:
     )
 
 
+def _comparisons(con: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, Any]:
+    """The comparisons of `scope` (defaults of `sessions compare`) and the medians of the
+    prompt versions they compare, with their distribution-free 95% intervals."""
+    from pipeline import compare
+    from pipeline.compare.statistics import quantile_interval
+
+    settings = compare.Settings()
+    versions = compare.pairs(con, "prompt-version", scope)
+    medians: dict[tuple[Any, str], tuple[float, float, float]] = {}
+    for pair in versions:
+        for version, sample in (
+            (pair.baseline, pair.baseline_durations),
+            (pair.candidate, pair.candidate_durations),
+        ):
+            if len(sample) >= 2:
+                medians[(pair.group_id, version)] = quantile_interval(sample, 0.5, 0.95)
+    notes: list[str] = []
+    frames = {
+        "comparisons": compare.table(versions, settings),
+        "experiments": compare.table(
+            compare.pairs(con, "experiment", scope, warn=notes.append), settings
+        ),
+    }
+    result = {name: pl.from_arrow(table) for name, table in frames.items()}
+    result["version_medians"] = pl.DataFrame(
+        {
+            "prompt_id": [key[0] for key in medians],
+            "prompt_version_number": [int(key[1]) for key in medians],
+            "duration_p50_s": [v[1] for v in medians.values()],
+            "duration_p50_low_s": [v[0] for v in medians.values()],
+            "duration_p50_high_s": [v[2] for v in medians.values()],
+        },
+        schema={
+            "prompt_id": pl.String,
+            "prompt_version_number": pl.Int64,
+            "duration_p50_s": pl.Float64,
+            "duration_p50_low_s": pl.Float64,
+            "duration_p50_high_s": pl.Float64,
+        },
+    )
+    return {
+        **{k: v for k, v in result.items() if isinstance(v, pl.DataFrame)},
+        "comparison_notes": notes,
+    }
+
+
 def analyse(
     warehouse: Path | str, scope: Scope | None = None, as_of: int | datetime | None = None
 ) -> Analysis:
@@ -178,6 +232,7 @@ def analyse(
             daily=frame(_DAILY),
             rejects=frame(_REJECTS, bound=False),
             rejected_rows=con.sql("SELECT count(*) FROM rejects").fetchall()[0][0],
+            **_comparisons(con, scope),
         )
     except duckdb.Error as exc:
         raise query.QueryError(f"cannot read {warehouse}: {exc}") from None

@@ -158,10 +158,16 @@ def prompt_versions(analysis: Analysis, n: int = TOP_PROMPTS, versions: int = VE
         shown = data.shown.filter(pl.col("prompt_id").eq_missing(prompt)).to_dicts()
         x = [for_chart(v["prompt_version_number"], 12) for v in shown]
         ax.plot(x, [v["duration_p50_s"] for v in shown], "o-", color=BLUE, label="median")
+        # Each median's 95% interval (distribution-free): a step inside the bars is noise.
+        low, high = _median_bars(analysis, prompt, shown)
+        ax.errorbar(x, [v["duration_p50_s"] for v in shown], yerr=[low, high], fmt="none",
+                    ecolor=BLUE, elinewidth=1, capsize=3, label="95% interval")  # fmt: skip
         ax.plot(x, [v["duration_p90_s"] for v in shown], "s--", color=GREY, label="p90")
         for i, v in enumerate(shown):
-            ax.annotate(f"n={v['duration_count']:,}", (i, v["duration_p50_s"]), fontsize=7,
-                        textcoords="offset points", xytext=(0, -12), ha="center")  # fmt: skip
+            # Under the interval's bar, not across it.
+            under = v["duration_p50_s"] - low[i]
+            ax.annotate(f"n={v['duration_count']:,}", (i, under), fontsize=7,
+                        textcoords="offset points", xytext=(0, -9), ha="center")  # fmt: skip
         ax.set_title(for_chart(shown[-1]["prompt_name"] or str(prompt), 36), fontsize=9)
         ax.set_xlabel("version", fontsize=8)
         ax.set_ylim(bottom=0)
@@ -175,6 +181,57 @@ def prompt_versions(analysis: Analysis, n: int = TOP_PROMPTS, versions: int = VE
         _empty(axes[0], "no prompt version with a duration")
     fig.suptitle("Duration by prompt version" + _of(len(prompts), everyone, "prompts"))
     fig.tight_layout()
+    return fig
+
+
+def _median_bars(
+    analysis: Analysis, prompt: Any, shown: list[dict[str, Any]]
+) -> tuple[list[float], list[float]]:
+    """How far below and above each shown version's median its interval reaches (0 where the
+    version has fewer than two durations)."""
+    bars = {
+        row["prompt_version_number"]: row
+        for row in analysis.version_medians.filter(
+            pl.col("prompt_id").eq_missing(prompt)
+        ).to_dicts()
+    }
+    low, high = [], []
+    for v in shown:
+        bar = bars.get(v["prompt_version_number"])
+        median = v["duration_p50_s"]
+        low.append(median - bar["duration_p50_low_s"] if bar else 0.0)
+        high.append(bar["duration_p50_high_s"] - median if bar else 0.0)
+    return low, high
+
+
+@_chart
+def experiment_differences(analysis: Analysis, n: int = TOP) -> Figure:
+    """Each experiment variant's median difference from its control, with its interval, and
+    its verdict: a forest plot, zero marked. At most `n` rows."""
+    rows = analysis.experiments.head(n).to_dicts()
+    fig, (ax,) = _figure(9, 1.2 + 0.45 * max(len(rows), 1))
+    if not rows:
+        _empty(ax, "no experiment with a control variant")
+    for i, row in enumerate(rows):
+        y = len(rows) - 1 - i
+        diff, low, high = row["p50_diff_s"], row["p50_diff_low_s"], row["p50_diff_high_s"]
+        broken = row["verdict"] == "sample ratio mismatch"
+        color = GREY if broken or diff is None else ORANGE if row["verdict"] == "longer" else BLUE
+        if diff is not None and low is not None and high is not None:
+            ax.errorbar([diff], [y], xerr=[[diff - low], [high - diff]], fmt="o", color=color,
+                        capsize=3)  # fmt: skip
+        label = f"{row['group_id']}: {row['candidate']} vs {row['baseline']}"
+        ax.annotate(for_chart(row["verdict"], 30), (1.01, y), xycoords=("axes fraction", "data"),
+                    fontsize=8, va="center", color=color)  # fmt: skip
+        ax.text(-0.01, y, for_chart(label, 50), transform=ax.get_yaxis_transform(),
+                ha="right", va="center", fontsize=8)  # fmt: skip
+    ax.axvline(0, color=GREY, linewidth=1)
+    ax.set_yticks([])
+    ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
+    ax.set_xlabel("median difference from the control, s (95% interval)")
+    total = analysis.experiments.height
+    ax.set_title("Experiments" + (f" (the first {n} of {total} comparisons)" if total > n else ""))
+    fig.subplots_adjust(left=0.35, right=0.82)
     return fig
 
 
@@ -227,6 +284,7 @@ ALL = {
     "Duration per agent": duration_distribution,
     "Duration per channel": channel_comparison,
     "Duration by prompt version": prompt_versions,
+    "Experiments": experiment_differences,
     "Daily volume and median duration": daily_trend,
     "Rejected at ingest": rejects_by_reason,
 }

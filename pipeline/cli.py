@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -44,6 +45,24 @@ as_of_option = click.option(
     "8601 time, UTC unless it has an offset (e.g. 2026-11-23 or 2026-11-23T09:00+01:00): the "
     "newest version committed by then. Exit 2 if it is neither; 3 if the warehouse has no such "
     "version (none yet then, or newer than its latest, or its files deleted by vacuum).",
+)
+
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="What runs the views: DuckDB (in this process), or Spark (the same views, transpiled; "
+    "needs `make spark`). Same output. Exit 5 if Spark is not installed or does not start.",
+)
+
+spark_master_option = click.option(
+    "--spark-master",
+    metavar="URL",
+    envvar="SPARK_MASTER",
+    default=None,
+    help="Spark's master with --engine spark: local[*] (the default), spark://HOST:7077, "
+    "yarn, ... ($SPARK_MASTER). A Spark Connect server from $SPARK_REMOTE instead.",
 )
 
 
@@ -293,6 +312,174 @@ def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
 
 
 @main.command()
+@click.option(
+    "--since",
+    required=True,
+    metavar="DATE|DATETIME|last",
+    help="Sessions from this date (midnight UTC) or ISO 8601 time (UTC unless it has an "
+    "offset); `last`: from the end of the last pull into this warehouse (same server and "
+    "--agent), less --overlap.",
+)
+@click.option(
+    "--until",
+    metavar="DATE|DATETIME",
+    help="Sessions before this date or time. Default: the moment the pull starts.",
+)
+@click.option("--agent", metavar="AGENT_ID", help="Only this agent's sessions.")
+@warehouse_option
+@click.option(
+    "--raw",
+    metavar="DIR",
+    help="Where the pages are kept as received (gzip NDJSON, a file per pull). "
+    "Default: <warehouse>/raw.",
+)
+@click.option(
+    "--server-url",
+    envvar="SYLLABLE_SERVER_URL",
+    show_envvar=True,
+    default="https://api.syllable.cloud",
+    show_default=True,
+    metavar="URL",
+    help="The Syllable API.",
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Sessions per page.",
+)
+@click.option(
+    "--overlap",
+    default="2d",
+    show_default=True,
+    metavar="DURATION",
+    help="How far before the last pull's end `--since last` starts (30m, 36h, 2d), for "
+    "sessions whose duration or label is filled in late.",
+)
+@click.option(
+    "--retry-for",
+    type=click.FloatRange(0, 86_400),
+    default=300,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to keep retrying a page after 429, 5xx, timeouts and lost connections "
+    "(with backoff, honouring Retry-After).",
+)
+@click.option(
+    "--max-time",
+    type=click.FloatRange(1, 7 * 86_400),
+    default=4 * 3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="The longest the pages may take, all retries included (exit 5 past it).",
+)
+@click.option(
+    "--max-pages",
+    type=click.IntRange(1),
+    default=100_000,
+    show_default=True,
+    help="The most pages one pull fetches (exit 5 past it): a server that never says it "
+    "is done is not paged for ever.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--max-reject-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="RATE",
+    help="As for ingest: fail (exit 4, nothing committed) above this share of rejected rows.",
+)
+@click.option(
+    "--pii",
+    type=click.Choice(["pseudonymise", "keep", "drop"]),
+    default="pseudonymise",
+    show_default=True,
+    help="As for ingest: what to store of caller identities.",
+)
+@click.option(
+    "--memory-limit",
+    envvar=MEMORY_LIMIT_ENV,
+    show_envvar=True,
+    default=MEMORY_LIMIT,
+    show_default=True,
+    metavar="SIZE",
+    help="As for ingest: memory DuckDB may use before it spills to disk.",
+)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress)."
+)
+@_user_errors
+def pull(
+    since: str,
+    until: str | None,
+    agent: str | None,
+    warehouse: str,
+    raw: str | None,
+    server_url: str,
+    page_size: int,
+    overlap: str,
+    retry_for: float,
+    max_time: float,
+    max_pages: int,
+    as_json: bool,
+    max_reject_rate: float | None,
+    pii: str,
+    memory_limit: str,
+    quiet: bool,
+) -> None:
+    """Pull sessions from the Syllable API into the warehouse.
+
+    The API key is read from $SYLLABLE_API_KEY, and never printed or stored. Every page is
+    kept as received under --raw, then ingested as `sessions ingest` would, in one commit:
+    odd sessions are quarantined. A failure on the way commits nothing and says how far it
+    got; the same pull again changes nothing.
+
+    \b
+    Exit codes:
+      0  pulled and committed (rejected rows or not), or nothing new
+      2  SYLLABLE_API_KEY missing or refused; a bad option; the API refused the request
+      3  the warehouse cannot be read or written
+      4  more rows rejected than --max-reject-rate allows (nothing committed)
+      5  the API cannot be reached, kept failing after --retry-for, or paged past
+         --max-time or --max-pages (nothing committed)
+      130/143  stopped by Ctrl-C / SIGTERM (nothing committed)
+    """
+    from pipeline.ingest import Options
+    from pipeline.pii import PiiMode
+    from pipeline.progress import for_terminal
+    from pipeline.pull.command import Request
+    from pipeline.pull.command import pull as run_pull
+
+    request = Request(
+        since,
+        until,
+        agent,
+        warehouse,
+        raw,
+        server_url,
+        page_size,
+        overlap,
+        retry_for,
+        max_time,
+        max_pages,
+    )
+    watched = sys.stderr.isatty() and not (quiet or as_json)
+    report = run_pull(
+        request,
+        Options(max_reject_rate=max_reject_rate, pii=PiiMode(pii), memory_limit=memory_limit),
+        watched=watched,
+        progress=lambda files: for_terminal(files if watched else [], not watched),
+        notify=lambda m: click.echo(m, file=sys.stderr),
+        on_commit=_hold_stops,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    elif not quiet:
+        click.echo(report.to_text())
+
+
+@main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sessions", "count", default=3000, show_default=True, help="Sessions to generate.")
 @click.option("--seed", default=7, show_default=True, help="Random seed; same seed, same files.")
@@ -397,6 +584,8 @@ def _format(fmt: str | None) -> str:
 @click.option("--explain", is_flag=True, help="Print what each measure means, and exit.")
 @warehouse_option
 @as_of_option
+@engine_option
+@spark_master_option
 @_user_errors
 def stats(
     by: str,
@@ -406,6 +595,8 @@ def stats(
     explain: bool,
     warehouse: str,
     as_of: str | None,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Duration statistics per agent, channel, prompt version or day.
 
@@ -425,11 +616,177 @@ def stats(
         return
     shown = None if all_columns else [*_STATS_KEYS[by], *_STATS_COLUMNS]
     output = _format(fmt)
-    with query.stats_rows(warehouse, by, scope, _as_of(as_of)) as rows:
+    if engine == "spark":
+        from pipeline.spark import run
+
+        found = run.stats_rows(warehouse, by, scope, _as_of(as_of), spark_master)
+    else:
+        found = query.stats_rows(warehouse, by, scope, _as_of(as_of))
+    with found as rows:
         count = _write(rows, output, shown)
     if output == "table" and shown is not None:
         hidden = len(rows.columns) - len(shown)
         click.echo(f"({count} rows; {hidden} more measures with --all-columns)", err=True)
+
+
+# What the table and markdown formats show of a comparison; csv and json give every column.
+_COMPARE_COMMON = [
+    "group_id",
+    "baseline",
+    "candidate",
+    "baseline_count",
+    "candidate_count",
+    "baseline_p50_s",
+    "candidate_p50_s",
+    "p50_diff_s",
+    "p50_diff_low_s",
+    "p50_diff_high_s",
+    "p_value_adjusted",
+]
+_COMPARE_SHOWN = {
+    "prompt-version": [*_COMPARE_COMMON, "verdict"],
+    "experiment": [*_COMPARE_COMMON, "srm_p_value", "verdict", "note"],
+}
+
+
+def _shares(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    number = re.compile(r"\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+    shares = [float(p) for p in parts if number.fullmatch(p)] if len(parts) > 1 else []
+    if len(shares) != len(parts) or not all(0 < s < float("inf") for s in shares):
+        from pipeline.compare import CompareError
+
+        raise CompareError(
+            f"--expected-split {text!r}: give two or more positive shares, e.g. 50,50"
+        )
+    return shares
+
+
+@main.command()
+@click.option(
+    "--by",
+    type=click.Choice(["prompt-version", "experiment"]),
+    default="prompt-version",
+    show_default=True,
+    help="Each prompt version against the previous one of its prompt, or each experiment "
+    "variant against the experiment's control.",
+)
+@scope_options
+@click.option(
+    "--window-days",
+    type=click.IntRange(min=1),
+    help="Prompt versions: only the N days before and the N days from the switch (the new "
+    "version's first session), to keep seasonal drift out.",
+)
+@click.option(
+    "--expected-split",
+    metavar="SHARES",
+    help="Experiments: the planned split of sessions between the variants, control first, then "
+    "by name (e.g. 50,50 or 20,40,40). Default: equal.",
+)
+@click.option(
+    "--confidence",
+    type=click.FloatRange(min=0.5, max=0.999),
+    default=0.95,
+    show_default=True,
+    help="Confidence of the intervals; a change is called when p_value_adjusted < 1 - this.",
+)
+@click.option(
+    "--min-sessions",
+    type=click.IntRange(min=2),
+    default=30,
+    show_default=True,
+    help="Fewer durations than this on a side: 'too few sessions'.",
+)
+@click.option(
+    "--interval",
+    type=click.Choice(["asymptotic", "bootstrap"]),
+    default="asymptotic",
+    show_default=True,
+    help="How intervals are computed: asymptotic (fast at any size) or a percentile bootstrap "
+    "(9,999 resamples, seeded by --seed; slow on large samples).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the bootstrap.",
+)
+@click.option(
+    "--experiment",
+    "experiment_id",
+    metavar="EXPERIMENT_ID",
+    help="Experiments: only this experiment_id (to give it its own --expected-split).",
+)
+@format_option
+@click.option(
+    "--all-columns", is_flag=True, help="Show every column in the table and markdown formats."
+)
+@warehouse_option
+@as_of_option
+@_user_errors
+def compare(
+    by: str,
+    scope: Scope,
+    window_days: int | None,
+    expected_split: str | None,
+    confidence: float,
+    min_sessions: int,
+    interval: str,
+    seed: int,
+    experiment_id: str | None,
+    fmt: str | None,
+    all_columns: bool,
+    warehouse: str,
+    as_of: str | None,
+) -> None:
+    """Did a prompt change or an experiment variant make sessions shorter, or is it noise?
+
+    One row per comparison: medians, p90 and means of both sides, the differences with their
+    intervals, the two-sided Mann-Whitney p-value (and Holm-adjusted over the rows), the
+    sample-ratio check of experiments, and a verdict. Test sessions (unless
+    --include-tests) and null durations are left out, as in the views. `sessions stats
+    --explain` defines every column and the verdict rule. Prompt versions are a
+    before/after comparison, not a randomised one.
+
+    \b
+    Examples:
+      sessions compare --by prompt-version --window-days 14
+      sessions compare --by experiment --expected-split 50,50 --format markdown
+    """
+    from pipeline import query
+    from pipeline.compare import BEFORE_AFTER, CompareError, Settings
+    from pipeline.compare import compare as run
+
+    if window_days is not None and by == "experiment":
+        raise CompareError("--window-days is for --by prompt-version")
+    if expected_split is not None and by == "prompt-version":
+        raise CompareError("--expected-split is for --by experiment")
+    if experiment_id is not None and by == "prompt-version":
+        raise CompareError("--experiment is for --by experiment")
+    settings = Settings(
+        confidence=confidence, min_sessions=min_sessions, interval=interval, seed=seed
+    )
+    result = run(
+        warehouse,
+        by,
+        scope,
+        settings,
+        window_days=window_days,
+        expected_split=_shares(expected_split),
+        experiment_id=experiment_id,
+        as_of=_as_of(as_of),
+        warn=lambda message: click.echo(f"warning: {message}", err=True),
+    )
+    output = _format(fmt)
+    shown = None if all_columns else _COMPARE_SHOWN[by]
+    with query.table_rows(result) as rows:
+        _write(rows, output, shown)
+    if by == "prompt-version" and output in ("table", "markdown"):
+        click.echo(f"({BEFORE_AFTER}: other changes in the same days count too)", err=True)
 
 
 @main.command(name="sql")
@@ -437,8 +794,17 @@ def stats(
 @format_option
 @warehouse_option
 @as_of_option
+@engine_option
+@spark_master_option
 @_user_errors
-def sql_command(query_text: str, fmt: str | None, warehouse: str, as_of: str | None) -> None:
+def sql_command(
+    query_text: str,
+    fmt: str | None,
+    warehouse: str,
+    as_of: str | None,
+    engine: str,
+    spark_master: str | None,
+) -> None:
     """Run one QUERY against the warehouse's views, read-only, and stream its rows.
 
     QUERY is one SELECT (or FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, or EXPLAIN of
@@ -454,10 +820,19 @@ def sql_command(query_text: str, fmt: str | None, warehouse: str, as_of: str | N
     \b
     Example:
       sessions sql "SELECT local_hour, median(duration) FROM sessions GROUP BY 1 ORDER BY 1"
+
+    With --engine spark, QUERY is Spark SQL (see `sessions views --dialect spark`); its
+    result is collected before it is written.
     """
     from pipeline import query
 
-    with query.sql(warehouse, query_text, _as_of(as_of)) as rows:
+    if engine == "spark":
+        from pipeline.spark import run
+
+        found = run.sql(warehouse, query_text, _as_of(as_of), spark_master)
+    else:
+        found = query.sql(warehouse, query_text, _as_of(as_of))
+    with found as rows:
         _write(rows, _format(fmt))
 
 
@@ -477,6 +852,38 @@ def _write(rows: Any, fmt: str, shown: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         _leave(0)
     return count
+
+
+@main.command(name="views")
+@click.option(
+    "--dialect",
+    type=click.Choice(["duckdb", "spark", "trino", "bigquery", "snowflake"]),
+    default="duckdb",
+    show_default=True,
+    help="The SQL dialect to print the views in.",
+)
+@_user_errors
+def views_command(dialect: str) -> None:
+    """Print the views' definitions in another SQL dialect, to run them elsewhere.
+
+    They are transpiled from the DuckDB view files (sqlglot, plus the rewrites listed in
+    pipeline/views/dialects.py); the Spark output is what `--engine spark` runs. They read
+    two relations you provide: `stored_sessions` (the sessions table's current version) and
+    `stored_rejects` (its rejects table). Trino and BigQuery have no exact percentile
+    aggregate: their percentiles are approximate.
+
+    \b
+    Example:
+      sessions views --dialect spark > views.sql
+    """
+    from pipeline.views import dialects
+
+    header = (
+        f"-- The sessions views in {dialect} SQL, from `sessions views --dialect {dialect}`.\n"
+        f"-- They read {dialects.STORED_SESSIONS} (the sessions table) and "
+        f"{dialects.STORED_REJECTS} (the rejects table).\n\n"
+    )
+    click.echo(header + ";\n\n".join(dialects.statements(dialect)) + ";")
 
 
 @main.command(name="check")

@@ -33,3 +33,10 @@ class RejectRateExceeded(PipelineError):
     """The ingest completed, but more rows were rejected than the caller allows."""
 
     exit_code = 4
+
+
+class ApiError(PipelineError):
+    """The sessions API could not be reached, or kept failing after the retries: worth trying
+    again later, unlike a wrong setting (2). Nothing was committed."""
+
+    exit_code = 5

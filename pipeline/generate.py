@@ -53,9 +53,12 @@ def sessions(count: int, seed: int) -> pl.DataFrame:
         + (offset_s * 1e6).astype("timedelta64[us]")
     )
     progress = offset_s / (_DAYS * 86400)  # 0 at the start of the period, 1 at its end
-    # Each agent's prompt gets a new version every two weeks; later versions run shorter.
+    # Each agent's prompt gets a new version every two weeks; later versions run shorter,
+    # except After Hours' (agent-105), whose new versions change nothing: a prompt change
+    # with no effect, for `sessions compare` to call "no clear change".
     version = 1 + np.minimum((progress * 3).astype(int), 2)
-    median = np.array([a[4] for a in _AGENTS])[agent] * (1.0 - 0.08 * (version - 1))
+    effect = np.where(agent == _index("agent-105"), 0.0, 0.08)
+    median = np.array([a[4] for a in _AGENTS])[agent] * (1.0 - effect * (version - 1))
     duration = np.round(rng.lognormal(np.log(median), 0.6), 3)
     duration[rng.random(count) < 0.02] = np.nan  # still running, or not measured
     # An agent renamed half-way through keeps its id.
@@ -69,7 +72,12 @@ def sessions(count: int, seed: int) -> pl.DataFrame:
         np.char.add("caller", rng.integers(0, 500, count).astype(str)), "@mail.test"
     )
     variant = rng.random(count) < 0.5
-    in_experiment = np.array([a[0] == "agent-102" for a in _AGENTS])[agent]
+    # Two experiments, half the sessions in each variant: Appointments' shorter greeting does
+    # nothing, Web Concierge's concise answers make chats a quarter shorter.
+    in_experiment = np.isin(agent, [_index("agent-102"), _index("agent-104")])
+    concise = (agent == _index("agent-104")) & variant
+    duration = np.round(duration * np.where(concise, 0.75, 1.0), 3)
+    greeting = agent == _index("agent-102")
     frame = pl.DataFrame(
         {
             # Milliseconds, as the API writes them.
@@ -89,9 +97,13 @@ def sessions(count: int, seed: int) -> pl.DataFrame:
             "prompt_name": np.char.add(name, " prompt"),
             "prompt_version": np.char.add("2026-09-", np.char.zfill((version * 7).astype(str), 2)),
             "prompt_version_number": version,
-            "experiment_id": "exp-shorter-greeting",
+            "experiment_id": np.where(greeting, "exp-shorter-greeting", "exp-concise-answers"),
             "experiment_variant_id": np.where(variant, "v-b", "v-a"),
-            "experiment_variant": np.where(variant, "short", "long"),
+            "experiment_variant": np.where(
+                greeting,
+                np.where(variant, "short", "long"),
+                np.where(variant, "concise", "detailed"),
+            ),
             "experiment_variant_is_control": ~variant,
             "duration": duration,
             "session_label_id": "label-needs-review",
@@ -112,6 +124,10 @@ def sessions(count: int, seed: int) -> pl.DataFrame:
         pl.when(pl.Series(rng.random(count) < 0.1)).then(pl.col("session_label_id")),
         pl.col("duration").fill_nan(None),
     ).sort("timestamp")
+
+
+def _index(agent_id: str) -> int:
+    return [a[0] for a in _AGENTS].index(agent_id)
 
 
 def _channels(rng: np.random.Generator, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

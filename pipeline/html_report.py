@@ -60,7 +60,11 @@ _CAPTIONS = {
     "Duration per channel": "Chat and SMS durations are not talk time: compare them with "
     "each other, not with voice.",
     "Duration by prompt version": "n is the number of sessions with a duration behind each "
-    "median: a change between small samples is often noise.",
+    "median; bars: its 95% interval. A step inside the bars is likely noise; the table "
+    "below tests each step.",
+    "Experiments": "Each variant against its control: the median's difference with its 95% "
+    "interval. Grey: the sessions were not split as planned (sample ratio mismatch), so the "
+    "durations cannot be read.",
     "Daily volume and median duration": "Days are local dates in each agent's timezone.",
     "Rejected at ingest": "A row can break several rules; each counts once per rule.",
 }
@@ -127,6 +131,7 @@ def render(analysis: Analysis, full_tables: dict[str, str] | None = None) -> str
         ("Per agent", "Duration per agent", "agents"),
         ("Per channel", "Duration per channel", "channels"),
         ("Per prompt version", "Duration by prompt version", "prompt_versions"),
+        ("Experiments", "Experiments", None),
         ("Day by day", "Daily volume and median duration", None),
         ("Rejected at ingest", "Rejected at ingest", None),
     ]
@@ -141,12 +146,52 @@ def render(analysis: Analysis, full_tables: dict[str, str] | None = None) -> str
                     f'<p class="meta">Every row and every measure: <code>{_text(full[name])}'
                     "</code>, beside this file.</p>"
                 )
+        if title in _VERDICTS:
+            parts.append(_verdicts(getattr(analysis, _VERDICTS[title]), title))
+        if title == "Experiments" and analysis.comparison_notes:
+            parts.append(
+                '<p class="meta">Left out: '
+                + "; ".join(_text(note) for note in analysis.comparison_notes)
+                + ".</p>"
+            )
     parts.append(
         '<p class="meta">Measures: durations in seconds; percentiles interpolate linearly '
         "between order statistics; test sessions are left out unless included. "
         "<code>sessions stats --explain</code> defines every measure.</p></body></html>"
     )
     return "\n".join(parts) + "\n"
+
+
+# The sections that end with the verdicts of `sessions compare`, and the Analysis field.
+_VERDICTS = {"Per prompt version": "comparisons", "Experiments": "experiments"}
+_VERDICT_COLUMNS = ["group_id", "group_name", "baseline", "candidate", "baseline_count",
+                    "candidate_count", "p50_diff_s", "p50_diff_low_s", "p50_diff_high_s",
+                    "p_value_adjusted", "srm_p_value", "verdict", "note"]  # fmt: skip
+
+
+def _verdicts(comparisons: pl.DataFrame, title: str) -> str:
+    """The comparisons of a section, as `sessions compare` gives them, with how to read them."""
+    if comparisons.is_empty():
+        return '<p class="meta">Nothing to compare in this scope.</p>'
+    how = (
+        "Each prompt version against the previous one: a before/after comparison, not a "
+        "randomised one, so anything else that changed in the same days counts too."
+        if title == "Per prompt version"
+        else "Each variant against its control; srm_p_value under 0.001 means the sessions "
+        "were not split as planned, and the read-out is not to be trusted."
+    )
+    shown = comparisons.head(TOP * VERSIONS)
+    others = (
+        f"{comparisons.height - shown.height:,} more comparisons: sessions compare"
+        if comparisons.height > shown.height
+        else None
+    )
+    return (
+        f'<p class="meta">{html.escape(how)} Verdict: <code>shorter</code>/<code>longer</code> '
+        "when the p50 interval leaves out 0 and the Holm-adjusted Mann-Whitney p-value is under "
+        "0.05; <code>sessions stats --explain</code> has the rule.</p>"
+        + _table(shown.select(_VERDICT_COLUMNS), others)
+    )
 
 
 def _nothing(analysis: Analysis) -> str:
@@ -240,6 +285,8 @@ def _cell(name: str, value: Any) -> str:
     if isinstance(value, float):
         if name.endswith("_share"):
             return f"{value:.1%}"
+        if "p_value" in name:
+            return f"{value:.2g}"
         sign = "+" if name.endswith("_change_s") and value > 0 else ""
         return f"{sign}{value:,.1f}"
     if isinstance(value, int):

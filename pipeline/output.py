@@ -119,10 +119,15 @@ def _json_values(texts: list[str | None], kind: Kind) -> list[str]:
 
 
 def _human(name: str, texts: list[str | None], kind: Kind) -> list[str]:
-    """A column for people: numbers grouped, floats to one decimal, shares in percent, every
-    control character escaped."""
+    """A column for people: numbers grouped, floats to one decimal (p-values to two digits),
+    shares in percent, every control character escaped."""
     if kind == "float":
-        pattern = "{:.1%}" if name.endswith("_share") else "{:,.1f}"
+        if name.endswith("_share"):
+            pattern = "{:.1%}"
+        elif "p_value" in name:  # a p-value's size is in its leading digits, not its decimals
+            pattern = "{:.2g}"
+        else:
+            pattern = "{:,.1f}"
         return [
             NULL if v is None else v if v.lower() in _NON_FINITE else pattern.format(float(v))
             for v in texts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import re
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ from pipeline.scope import Scope
 from pipeline.store import database, location, reader, relations
 from pipeline.store.location import Warehouse
 
-__all__ = ["QueryError", "Rows", "Scope", "connect", "sql", "stats", "stats_rows"]
+__all__ = ["QueryError", "Rows", "Scope", "arrow_rows", "connect", "sql", "stats", "stats_rows"]
 
 # Rows fetched from DuckDB at a time: what the output holds in memory, whatever the result.
 BATCH_ROWS = 10_000
@@ -52,6 +53,11 @@ def connect(
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws its own progress bar on stdout for a query over 2 s (a big warehouse,
+        # a busy machine), into the CSV or JSON a script reads: never. In a Jupyter kernel
+        # DuckDB refuses to touch the setting without ipywidgets (and draws no bar there).
+        with contextlib.suppress(duckdb.InvalidInputException):
+            con.execute("SET enable_progress_bar = false")
         # A query that spills writes into a folder of its own, never into the warehouse nor
         # the working folder (DuckDB's default for an in-memory database), and not the
         # system's temporary folder itself, which DuckDB would then let a query read (`sql`
@@ -135,6 +141,18 @@ def sql(warehouse: Path | str, text: str, as_of: int | datetime | None = None) -
     try:
         _sandbox(con, location.of(warehouse))
         yield _rows(con, query, None, wrap=not is_explain)
+    finally:
+        con.close()
+
+
+@contextmanager
+def table_rows(table: pa.Table) -> Iterator[Rows]:
+    """An Arrow table computed in Python, as `Rows`: its values turned into text by DuckDB, as
+    every other result is, so that all formats write it alike."""
+    con = duckdb.connect()
+    try:
+        con.register("result", table)
+        yield _rows(con, "SELECT * FROM result", None)
     finally:
         con.close()
 
@@ -254,6 +272,19 @@ def _as_text(column: str, type_id: str) -> str:
         # ISO 8601: 'T' between date and time ('infinity' stays as it is).
         return f"regexp_replace(CAST({column} AS VARCHAR), '^(\\d{{4,}}-\\d\\d-\\d\\d) ', '\\1T')"
     return f"CAST({column} AS VARCHAR)"
+
+
+@contextmanager
+def arrow_rows(table: pa.Table) -> Iterator[Rows]:
+    """Another engine's result as `Rows`: its values made text by DuckDB, as this engine's
+    are, so that both engines' output is the same text for the same values."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("engine_result", table)
+        yield _rows(con, "SELECT * FROM engine_result", None)
+    finally:
+        con.close()
 
 
 def _rows(

@@ -178,3 +178,25 @@ def tree(path: Path) -> dict[str, bytes]:
         elif p.is_file() and p.name != ".lock":
             state[name] = p.read_bytes()
     return state
+
+
+# Starts a command as the child of a small process of its own and writes the child's peak
+# resident memory (KiB) into a file. Linux gives a process the peak of the memory it was
+# forked from when it execs (`ru_maxrss`), so a CLI started straight from a test process that
+# has grown (a worker that ran Spark or a big in-process ingest) reports that process's peak.
+_MEASURED = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measured(args: Sequence[str | Path], peak: Path) -> list[str]:
+    """The command line that runs `args` and writes its own peak RSS (KiB) into `peak`."""
+    return [sys.executable, "-c", _MEASURED, str(peak), *map(str, args)]
+
+
+def peak_kib(peak: Path) -> int:
+    return int(peak.read_text())

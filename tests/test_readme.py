@@ -54,12 +54,24 @@ def test_stats_and_sql_examples_run(tmp_path: Path) -> None:
     assert run_cli("ingest", sample, "-w", tmp_path / "wh", "-q").returncode == 0
     commands = [
         line.split("  #")[0]
-        for block in blocks("sh", "### `sessions stats`")[:2]
+        for block in blocks("sh", "### `sessions stats`")[:3]
         for line in block.splitlines()
         if line.startswith("sessions ")
     ]
-    assert len(commands) == 6
+    assert len(commands) == 10  # stats, compare, and the first of sql
     for command in commands:
         args = [a for a in shlex.split(command)[1:] if a not in (">", "daily.csv")]
         result = run_cli(*args, "-w", tmp_path / "wh")
         assert result.returncode == 0 and result.stdout, (command, result.stderr)
+
+
+def test_the_compare_worked_example_is_what_the_sample_gives(tmp_path: Path) -> None:
+    sample = Path(__file__).parents[1] / "data" / "samples"
+    assert run_cli("ingest", sample, "-w", tmp_path / "wh", "-q").returncode == 0
+    section = README[README.index("### `sessions compare`") : README.index("### `sessions sql`")]
+    shown = re.findall(r"```\n\$ (sessions compare [^\n]*)\n(.*?)```", section, re.S)
+    assert len(shown) == 2
+    for command, output in shown:
+        result = run_cli(*shlex.split(command)[1:], "-w", tmp_path / "wh")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == output, command

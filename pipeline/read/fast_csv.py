@@ -2,10 +2,10 @@
 
 DuckDB's CSV reader (RFC 4180, strict, every field text) reads the records on both cores;
 the values in the layout the API writes are typed in the same query (`strict`). A record
-with any other value (a blank at an end, another layout, a value that does not parse) is
-odd: it is handed on as text, as the exact reader (`csv.py`) gives it, for the transform to
-type and reject as it always has; its line and text, which only a rejection needs, are read
-from the file at the end, in one pass, for the odd records alone.
+with any other value (a blank at an end, another layout, a value that does not parse), or
+with fewer fields than the header (DuckDB pads it), is odd: only its place is kept, and at
+the end, in one more pass over the file, the odd records alone are read by the exact
+reader's own code (`csv._parse`), for the transform to type and reject as it always has.
 
 The reader gives up (`fast.Fallback`) where DuckDB does not see the file's records as the
 exact reader does: a record it cannot read (a quote out of place, a field too many, bytes
@@ -26,9 +26,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from pipeline.read import csv as exact_csv
 from pipeline.read import fast, strict
 from pipeline.read.json_records import META_COLUMNS
-from pipeline.read.records import iter_records
+from pipeline.read.records import Records, iter_records
 from pipeline.read.source import Format, Source, open_bytes
 from schemas import FIELD_NAMES, key_aliases, repeated_fields
 
@@ -41,6 +42,9 @@ MAX_LINE_BYTES = 1 << 20
 _SPACE_BY_QUOTE = (b' "', b'" ')
 # What the exact reader's parser (Arrow's CSV reader, default options) reads as null.
 _NULL_SPELLINGS = tuple(pacsv.ConvertOptions().null_values)
+# DuckDB's null text, one no field holds (a control character no export writes): so that an
+# empty field is read as '' and a field a short record lacks (padded) as NULL.
+_PADDED = "\x02"
 
 
 def header(source: Source) -> list[str] | None:
@@ -80,7 +84,7 @@ def read(
     gives them. `con` must preserve insertion order."""
     counter = fast.LineCounter(source, refused=_SPACE_BY_QUOTE)
     counter.start()
-    odd: list[pl.DataFrame] = []
+    odd: list[np.ndarray] = []
     odd_rows = elements = 0
     try:
         with fast.read_failures(tolerant=True):
@@ -88,13 +92,13 @@ def read(
             result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(fast.BATCH_ROWS)
             assert result is not None
             for table in fast.batches(result):
-                typed, texts = _split(table, names, elements)
+                typed, places = _split(table, names, elements)
                 elements += table.num_rows
                 if typed is not None:
                     yield "typed", typed
-                if texts is not None:
-                    odd.append(texts)
-                    odd_rows += len(texts)
+                if len(places):
+                    odd.append(places)
+                    odd_rows += len(places)
                     if odd_rows > MAX_ODD:
                         raise fast.Fallback(f"more than {MAX_ODD:,} records are odd")
         counted = counter.result()
@@ -103,21 +107,23 @@ def read(
     if counted != elements + 1:
         raise fast.Fallback(f"DuckDB read {elements} records, the count says {counted} lines")
     if odd:
-        yield from _odd_records(source, pl.concat(odd))
+        yield from _odd_records(source, con, names, np.concatenate(odd))
 
 
 def _split(
     table: pa.Table, names: list[str], elements: int
-) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+) -> tuple[pl.DataFrame | None, np.ndarray]:
+    """The batch's typed rows, and the places (elements) of its odd records."""
     ok = table.column("_ok").to_numpy(zero_copy_only=False)
     element = np.arange(elements, elements + table.num_rows, dtype=np.int64)
     # The record's first line: the header is line 1, and each record is one line (or the
     # count of lines would not agree, and the file would be read the exact way).
     line = element + 2
-    typed = texts = None
+    typed = None
     if ok.any():
         rows = table.filter(pa.array(ok))
-        frame = pl.from_arrow(rows.select([*FIELD_NAMES, *_raw_names(len(names))]))
+        columns = [c for i, c in enumerate(_raw_names(len(names))) if names[i] not in key_aliases()]
+        frame = pl.from_arrow(rows.select([*FIELD_NAMES, *columns]))
         assert isinstance(frame, pl.DataFrame)
         extra, keys = _extra_fields(frame, names)
         unknown = frame.with_columns(extra.alias("extra_fields"), keys.alias("_keys")).select(
@@ -129,14 +135,7 @@ def _split(
             .hstack(unknown)
             .select(*FIELD_NAMES, *META_COLUMNS, "_reasons")
         )
-    if not ok.all():
-        rows = table.filter(pa.array(~ok))
-        frame = pl.from_arrow(rows.select(_raw_names(len(names))))
-        assert isinstance(frame, pl.DataFrame)
-        texts = frame.with_columns(
-            pl.Series("_line", line[~ok]), pl.Series("_element", element[~ok])
-        )
-    return typed, texts
+    return typed, element[~ok]
 
 
 def _extra_fields(frame: pl.DataFrame, names: list[str]) -> tuple[pl.Expr, pl.Expr]:
@@ -151,40 +150,47 @@ def _extra_fields(frame: pl.DataFrame, names: list[str]) -> tuple[pl.Expr, pl.Ex
     return extra.json_encode(), keys
 
 
-def _odd_records(source: Source, texts: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
-    """The odd records as the exact reader gives them: their fields as text, their line,
-    and the record as it is in the file (one more pass over it, for these lines only)."""
-    names = header(source)
-    assert names is not None
-    wanted = texts["_line"].to_numpy()
-    found: dict[int, str] = {}
-    with open_bytes(source) as stream:
-        for records in iter_records(stream):
-            hit = np.flatnonzero(np.isin(records.line, wanted))
-            for i in hit:
-                text = records.data[int(i)].as_py().decode().rstrip("\r\n")
-                found[int(records.line[i])] = text
-    aliases = key_aliases()
-    extra, keys = _extra_fields(texts, names)
-    known = {aliases[name]: f"_c{i}" for i, name in enumerate(names) if name in aliases}
-    raw = texts.select(
-        *[
-            pl.col(known[name]).alias(name)
-            if name in known
-            else pl.lit(None, pl.String).alias(name)
-            for name in FIELD_NAMES
-        ],
-        extra.alias("extra_fields"),
-        keys.alias("_keys"),
-        "_line",
-        "_element",
-        pl.lit(None, pl.Int64).alias("_item"),
-        pl.Series("_record", [found.get(int(line)) for line in wanted], dtype=pl.String),
-        pl.lit(None, pl.String).alias("_error"),
-        pl.lit(None, pl.String).alias("_error_detail"),
-    ).select(*FIELD_NAMES, *META_COLUMNS)
-    for start in range(0, len(raw), fast.BATCH_ROWS):
-        yield "raw", raw.slice(start, fast.BATCH_ROWS)
+def _odd_records(
+    source: Source, con: duckdb.DuckDBPyConnection, names: list[str], elements: np.ndarray
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """The odd records (by their places) as the exact reader gives them: read from the file
+    again, in one pass, and parsed by the exact reader's own code, these records alone."""
+    # Each record is one line (or the count of lines would not have agreed): the header is
+    # line 1, element e is line e + 2.
+    wanted = elements + 2
+    cursor = con.cursor()
+    pending: list[pl.DataFrame] = []
+    rows = 0
+    try:
+        with open_bytes(source) as stream:
+            for records in iter_records(stream, quoted=True, chunk_bytes=exact_csv.CHUNK_BYTES):
+                hit = np.flatnonzero(np.isin(records.line, wanted))
+                if not len(hit):
+                    continue
+                picked = _picked(records, hit)
+                if not np.array_equal(picked.line - 2, elements[rows : rows + len(hit)]):
+                    raise fast.Fallback("the odd records are not where DuckDB read them")
+                frame = exact_csv._parse(cursor, picked, names, 0).with_columns(
+                    pl.Series("_element", picked.line - 2, dtype=pl.Int64)
+                )
+                pending.append(frame)
+                rows += len(hit)
+                if sum(len(f) for f in pending) >= fast.BATCH_ROWS:
+                    yield "raw", pl.concat(pending)
+                    pending = []
+    finally:
+        cursor.close()
+    if rows != len(elements):
+        raise fast.Fallback("the odd records are not where DuckDB read them")
+    if pending:
+        yield "raw", pl.concat(pending)
+
+
+def _picked(records: Records, rows: np.ndarray) -> Records:
+    """The records at `rows` of a chunk, with their errors (if any)."""
+    at = {int(r): i for i, r in enumerate(rows)}
+    errors = tuple((at[i], rule, detail) for i, rule, detail in records.errors if i in at)
+    return Records(records.data.take(pa.array(rows)), records.line[rows], b"", errors)
 
 
 def _raw_names(width: int) -> list[str]:
@@ -214,23 +220,24 @@ def _sql(names: tuple[str, ...], gzipped: bool) -> str:
         OR strlen(_all) <> length(_all) OR regexp_matches(_all, '[\\x09-\\x0d]'))"""
     columns = "{" + ", ".join(f"'{column}': 'VARCHAR'" for column in raw) + "}"
     compression = "gzip" if gzipped else "none"
-    # Known fields' texts go out only with an odd record; unknown ones with every record.
-    out = [
-        c if names[i] not in aliases else f"CASE WHEN NOT _ok THEN {c} END AS {c}"
-        for i, c in enumerate(raw)
-    ]
+    # The unknown fields' texts go out with every record (for `extra_fields`); the known
+    # ones' only typed: an odd record is read again from the file, the exact way.
+    out = [c for i, c in enumerate(raw) if names[i] not in aliases]
+    # A record with fewer fields than the header is padded with nulls by DuckDB, and only
+    # such a record has a null field (see `_PADDED`): its last field is null.
     return f"""
-SELECT _ok, {", ".join(f'"{name}"' for name in FIELD_NAMES)}, {", ".join(out)}
+SELECT _ok, {", ".join(f'"{name}"' for name in FIELD_NAMES)}{"".join(", " + c for c in out)}
 FROM (
-  SELECT coalesce({sure}, false) AS _ok, {", ".join(selected)}, {", ".join(raw)}
+  SELECT coalesce({sure}, false) AND NOT _short AS _ok, {", ".join(selected)}, {", ".join(raw)}
   FROM (
-    SELECT {", ".join(raw)}, {", ".join(texts)}
+    SELECT _short, {", ".join(raw)}, {", ".join(texts)}
     FROM (
       SELECT *, {suspect} AS _suspect
       FROM (
-        SELECT {", ".join(raw_texts)}, {joined} AS _all
+        SELECT {raw[-1]} IS NULL AS _short, {", ".join(raw_texts)}, {joined} AS _all
         FROM read_csv($1, columns = {columns}, header = true, delim = ',', quote = '"',
                       escape = '"', auto_detect = false, strict_mode = true,
+                      null_padding = true, nullstr = {fast.literal(_PADDED)},
                       max_line_size = {MAX_LINE_BYTES}, compression = '{compression}')
       )
     )

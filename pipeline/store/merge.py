@@ -17,6 +17,7 @@ from pipeline import memory, views
 from pipeline.store import relations, tables
 from pipeline.store.runs import Run
 from pipeline.store.tables import Version
+from pipeline.views import timezones as zones
 from schemas import FIELD_NAMES, PARTITION_COLUMN, STORED_FIELDS
 
 # A partition that has this many files is rewritten as one file when an ingest adds to it.
@@ -74,8 +75,8 @@ def _content_hash_sql() -> str:
 
 def _local_date_sql(timezones: list[str]) -> str:
     """The rule the `sessions` view states for local times, as it states it: the agent's
-    timezone where it is an IANA name DuckDB knows, else UTC. `timezones` are the run's
-    timezones DuckDB knows, found once: a per-row lookup in pg_timezone_names() costs more."""
+    timezone where it is a name every engine knows (`views.timezones`), else UTC. `timezones`
+    are the run's timezones of that list, found once: a per-row lookup costs more."""
     if not timezones:
         return "CAST(timezone('UTC', \"timestamp\") AS DATE)"
     names = ", ".join(views.quote(name) for name in timezones)
@@ -133,8 +134,8 @@ def _merge(
     known = sorted(
         name
         for (name,) in con.execute(f"""
-            SELECT DISTINCT name FROM pg_timezone_names()
-            WHERE name IN (SELECT agent_timezone FROM {staged})
+            SELECT DISTINCT agent_timezone FROM {staged}
+            WHERE agent_timezone IN ({zones.sql_list()})
         """).fetchall()
     )
     content_hash = _content_hash_sql()

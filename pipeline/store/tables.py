@@ -221,16 +221,21 @@ def at(wh: Warehouse, as_of: int | datetime | None = None) -> Version | None:
     return Version(wh, sessions, load(wh, REJECTS), relative, run_id, found)
 
 
+def conflict(wh: Warehouse, detail: str) -> WarehouseError:
+    """The error of a run that lost a race with another writer: it committed nothing."""
+    return WarehouseError(
+        f"another writer committed to {wh} meanwhile, so nothing of this run was committed "
+        f"({detail}); run it again"
+    )
+
+
 @contextmanager
 def errors(wh: Warehouse, name: str) -> Iterator[None]:
     """deltalake's failures as WarehouseError."""
     try:
         yield
     except CommitFailedError as exc:
-        raise WarehouseError(
-            f"another writer committed to {wh} meanwhile, so nothing of this run was committed "
-            f"({_one_line(exc)}); run it again"
-        ) from None
+        raise conflict(wh, _one_line(exc)) from None
     except (DeltaError, OSError) as exc:
         raise _error(wh, name, exc) from None
 

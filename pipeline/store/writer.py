@@ -66,6 +66,13 @@ def commit(
     if target.sessions is None or target.rejects is None:
         sessions, rejects_table = tables.ensure(wh)
         if target.sessions is None:
+            # This run merged against an empty warehouse. Another first ingest (on S3, where
+            # no lock keeps it out) that committed since has sessions this merge never saw and
+            # a run this manifest does not list (its rejects would be hidden): lose the race
+            # here, as a commit on a table that moved on does.
+            now = tables.at(wh)
+            if now is not None and now.runs:
+                raise tables.conflict(wh, f"{len(now.runs)} run(s) committed since this one began")
             target.sessions = sessions
         if target.rejects is None:
             target.rejects = rejects_table

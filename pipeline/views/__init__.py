@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.views import timezones
+
 # In dependency order: each file may use the relations of the files before it.
 VIEW_FILES = (
     "sessions.sql",
@@ -50,15 +52,20 @@ def sql_text(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text()
 
 
-def statements(sessions: str, rejects: str) -> list[str]:
+def statements(sessions: str, rejects: str, known_timezones: str | None = None) -> list[str]:
     """Every view file's SQL, reading the relations `sessions` (the stored fields of one
     version's sessions) and `rejects` (its quarantine), as `pipeline.store.relations` gives
     them: the files of one version named one by one, so that a query reads one whole version
-    however ingests commit meanwhile. Hive partitioning is never on: DuckDB would take
+    however ingests commit meanwhile. `known_timezones` stands for the list of timezone names
+    (`timezones.sql_list()` by default). Hive partitioning is never on: DuckDB would take
     `key=value` from every folder of the path, the warehouse's own parents included; the
     `sessions` view derives the partition, `utc_date`, from the timestamp instead.
     """
-    replacements = {"{{ sessions_parquet }}": sessions, "{{ rejects_parquet }}": rejects}
+    replacements = {
+        "{{ sessions_parquet }}": sessions,
+        "{{ rejects_parquet }}": rejects,
+        "{{ known_timezones }}": known_timezones or timezones.sql_list(),
+    }
     result: list[str] = []
     for name in VIEW_FILES:
         text = sql_text(name)

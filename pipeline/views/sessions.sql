@@ -1,5 +1,6 @@
 -- sessions: one row per current session, typed, with the dimensions people group by.
--- Local times are in the agent's timezone; where that is missing or not an IANA name, UTC.
+-- Local times are in the agent's timezone; where that is missing or not a name in the list
+-- of timezones every engine knows (timezones.txt), UTC.
 -- local_date is stored (the ingest derives it by this same rule), the others are computed.
 create or replace view sessions as
 with source as (
@@ -11,9 +12,11 @@ localised as (
         source.*,
         -- The partition (the files' `date=` folder): the date the session started, in UTC.
         cast(timezone('UTC', source."timestamp") as date) as utc_date,
-        -- A lookup rather than a join, so that a query without local times does not pay it.
+        -- The timezones every engine knows (pipeline/views/timezones.txt), as a list of
+        -- literals: a lookup rather than a join, so that a query without local times does
+        -- not pay it.
         case
-            when agent_timezone in (select name from pg_timezone_names()) then agent_timezone
+            when agent_timezone in ({{ known_timezones }}) then agent_timezone
             else 'UTC'
         end as local_timezone
     from source

@@ -33,9 +33,10 @@ def test_it_runs_top_to_bottom_on_the_sample(
                    resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # fmt: skip
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 5  # the five charts
+    assert len(images) == 6  # the six charts
     tables = [o for o in outputs if "text/html" in o.get("data", {})]
-    assert len(tables) == 6  # headline, agents, channels, prompt changes, rejects, hours
+    assert len(tables) == 8  # headline, agents, channels, prompt changes, their verdicts,
+    # experiments, rejects, hours
     text = "".join(o.get("text", "") for o in outputs)
     assert f"{tmp_path / 'wh'}: 2,917 sessions from 2026-09-19 to 2026-11-01" in text
     assert os.environ["SESSIONS_WAREHOUSE"] == str(tmp_path / "wh")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -65,17 +66,34 @@ def test_every_chart_and_table_is_there(report: Path) -> None:
         "Duration per agent",
         "Duration per channel",
         "Duration by prompt version",
+        "Experiments",
         "Daily volume and median duration",
         "Rejected at ingest",
     ]
-    assert parts.tables == 3
+    # Agents, channels, prompt versions, and the verdicts of the versions and experiments.
+    assert parts.tables == 5
     assert parts.headings == [
         "Per agent",
         "Per channel",
         "Per prompt version",
+        "Experiments",
         "Day by day",
         "Rejected at ingest",
     ]
+
+
+def test_the_verdicts_of_sessions_compare_are_shown(report: Path) -> None:
+    """The page's comparisons are those `sessions compare` gives for the same warehouse."""
+    text = report.read_text()
+    wh = report.parent / "wh"
+    for by, section in (("prompt-version", "Per prompt version"), ("experiment", "Experiments")):
+        rows = run_cli("compare", "-w", wh, "--by", by, "--format", "json")
+        assert rows.returncode == 0, rows.stderr
+        part = text.split(f"<h2>{section}</h2>", 1)[1].split("<h2>", 1)[0]
+        for row in json.loads(rows.stdout):
+            assert f'<td class="text">{row["verdict"]}</td>' in part
+            assert f"{row['p50_diff_s']:,.1f}" in part
+    assert "sample ratio mismatch" in text and "before/after comparison" in text
 
 
 def test_nothing_is_fetched_from_anywhere(report: Path) -> None:

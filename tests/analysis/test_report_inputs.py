@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from pipeline import charts
 from pipeline.analysis import analyse
 from pipeline.labels import BLANK, for_chart, plain
-from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
+from tests.conftest import SESSIONS, measured, ndjson, peak_kib, run_cli, session, tree
 from tests.trust.test_readers_and_faults import without_root_overrides
 
 Write = Callable[[str, bytes], Path]
@@ -114,7 +114,7 @@ def test_odd_names_give_a_whole_report(odd: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no warning about a missing glyph
     page = out.read_text()
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == len(charts.ALL)
     assert "<script" not in page
     for name in ODD_NAMES:
         # A blank name is stored as a missing one (the ingest trims values).
@@ -156,11 +156,12 @@ def _many(prompts: int) -> list[dict[str, Any]]:
 
 def _peak_rss(args: list[str], out: Path) -> tuple[int, int, str]:
     """Run the CLI; its exit code, its peak resident memory in bytes, and its stderr."""
+    peak = out / "peak"
     with (out / "stderr").open("w") as err:
-        process = subprocess.Popen([str(SESSIONS), *args], stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss * 1024, (out / "stderr").read_text()
+        process = subprocess.run(
+            measured([SESSIONS, *args], peak), stdout=subprocess.DEVNULL, stderr=err, check=False
+        )
+    return process.returncode, peak_kib(peak) * 1024, (out / "stderr").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +213,7 @@ def test_no_sessions_is_a_report_that_says_so(write: Write, tmp_path: Path) -> N
         assert result.returncode == 0 and result.stderr == "", result.stderr
         page = out.read_text()
         assert says in page and "Period: (no sessions)" in page
-        assert page.count("data:image/png;base64,") == 5
+        assert page.count("data:image/png;base64,") == len(charts.ALL)
     out = tmp_path / "future.html"
     result = run_cli("report", "-w", tmp_path / "rejected", "--out", out, "--since", "2099-01-01",
                      "--agent", "<i>$x_{$")  # fmt: skip

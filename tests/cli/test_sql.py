@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -17,7 +18,7 @@ import pytest
 from pipeline import output, query
 from pipeline.ingest import ingest
 from pipeline.query import QueryError
-from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
+from tests.conftest import SESSIONS, measured, ndjson, peak_kib, run_cli, session, tree
 
 FORMATS = ["csv", "json", "table", "markdown"]
 # Names that would move the cursor, ring, recolour, reorder or break a line on a terminal.
@@ -433,10 +434,10 @@ def test_the_table_fixes_widths_on_its_first_rows_and_cuts_later_cells(warehouse
 
 def peak_rss_mib(args: list[str]) -> tuple[int, float]:
     """Run the CLI with stdout to /dev/null; its exit code and peak RSS in MiB."""
-    with open(os.devnull, "wb") as sink:
-        process = subprocess.Popen([str(SESSIONS), *args], stdout=sink, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(process.pid, 0)
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as folder, open(os.devnull, "wb") as sink:
+        peak = Path(folder) / "peak"
+        process = subprocess.run(measured([SESSIONS, *args], peak), stdout=sink, check=False)
+        return process.returncode, peak_kib(peak) / 1024
 
 
 def test_a_large_result_streams_in_bounded_memory(warehouse: Path) -> None:

@@ -12,7 +12,6 @@ import io
 import json
 import random
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 
 from pipeline.read import Format, sniff
 from pipeline.read.records import MAX_RECORD_BYTES, PREFIX_BYTES, iter_records
-from tests.conftest import SESSIONS, ndjson, rejects, run_cli, session, stored
+from tests.conftest import SESSIONS, measured, ndjson, rejects, run_cli, session, stored
 
 Write = Callable[[str, bytes], Path]
 
@@ -353,17 +352,6 @@ def test_records_beyond_duckdbs_default_size_are_read_and_beyond_ours_rejected(
     assert len(rejects(wh)[0]["record"]) <= PREFIX_BYTES
 
 
-# Runs a command and writes its peak memory: a child of this small process, its peak is its
-# own (a child of the test process would count the test process's memory at the fork).
-_MEASURED = """
-import os, subprocess, sys
-child = subprocess.Popen(sys.argv[2:])
-_, status, usage = os.wait4(child.pid, 0)
-open(sys.argv[1], "w").write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def test_a_line_far_larger_than_a_record_is_skipped_in_bounded_memory(
     tmp_path: Path, wh: Path
 ) -> None:
@@ -377,18 +365,7 @@ def test_a_line_far_larger_than_a_record_is_skipped_in_bounded_memory(
         out.write(b'"}\n' + ndjson([session(3)]))
     peak = tmp_path / "peak"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _MEASURED,
-            peak,
-            SESSIONS,
-            "ingest",
-            path,
-            "--warehouse",
-            wh,
-            "--json",
-        ],
+        measured([SESSIONS, "ingest", path, "--warehouse", wh, "--json"], peak),
         capture_output=True,
         text=True,
         check=False,

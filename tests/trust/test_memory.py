@@ -11,13 +11,14 @@ import gzip
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import SESSIONS, ndjson, rejects, run_cli, session, tree
+from tests.conftest import SESSIONS, measured, ndjson, peak_kib, rejects, run_cli, session, tree
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -27,21 +28,17 @@ Write = Callable[[str, bytes | str], Path]
 
 def run_measured(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str, str, int]:
     """Run the CLI; its exit code, stdout, stderr, and peak resident memory in bytes."""
-    with (
-        open(os.devnull, "rb") as stdin,
-        subprocess.Popen(
-            [str(SESSIONS), *map(str, args)],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-        ) as child,
-    ):
-        assert child.stdout is not None and child.stderr is not None
-        out, err = child.stdout.read(), child.stderr.read()
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, out.decode(), err.decode(), usage.ru_maxrss * 1024
+    with tempfile.TemporaryDirectory() as folder:
+        peak = Path(folder) / "peak"
+        with open(os.devnull, "rb") as stdin:
+            child = subprocess.run(
+                measured([SESSIONS, *args], peak),
+                stdin=stdin,
+                capture_output=True,
+                env={**os.environ, **(env or {})},
+                check=False,
+            )
+        return child.returncode, child.stdout.decode(), child.stderr.decode(), peak_kib(peak) * 1024
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,1 @@
+"""`sessions pull`: sessions straight from the Syllable API, kept raw, then ingested."""
