@@ -783,7 +783,7 @@ def compare(
     )
     output = _format(fmt)
     shown = None if all_columns else _COMPARE_SHOWN[by]
-    with query.table_rows(result) as rows:
+    with query.arrow_rows(result) as rows:
         _write(rows, output, shown)
     if by == "prompt-version" and output in ("table", "markdown"):
         click.echo(f"({BEFORE_AFTER}: other changes in the same days count too)", err=True)

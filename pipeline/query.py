@@ -145,18 +145,6 @@ def sql(warehouse: Path | str, text: str, as_of: int | datetime | None = None) -
         con.close()
 
 
-@contextmanager
-def table_rows(table: pa.Table) -> Iterator[Rows]:
-    """An Arrow table computed in Python, as `Rows`: its values turned into text by DuckDB, as
-    every other result is, so that all formats write it alike."""
-    con = duckdb.connect()
-    try:
-        con.register("result", table)
-        yield _rows(con, "SELECT * FROM result", None)
-    finally:
-        con.close()
-
-
 def _failed(exc: BaseException, quote: bool = True) -> QueryError:
     """The error as one line without raw control characters; without the quoted query
     (`quote=False`) where the query is our wrapping of the user's, whose lines differ."""
@@ -276,8 +264,9 @@ def _as_text(column: str, type_id: str) -> str:
 
 @contextmanager
 def arrow_rows(table: pa.Table) -> Iterator[Rows]:
-    """Another engine's result as `Rows`: its values made text by DuckDB, as this engine's
-    are, so that both engines' output is the same text for the same values."""
+    """A result computed outside the views (another engine's, or `sessions compare`'s) as
+    `Rows`: its values made text by DuckDB, as the views' are, so that every output writes
+    the same text for the same values."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
