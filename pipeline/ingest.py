@@ -122,9 +122,13 @@ def ingest(
         previous = target.version.manifest if target.version is not None else manifest.Manifest()
         key = _check_pii(previous, options.pii, notify)
         report = IngestReport(str(wh), run_id="", pii=options.pii.value)
-        seen = previous.ingested()
-        todo: list[tuple[Source, str]] = []
+        seen, sizes = previous.ingested(), previous.sizes()
+        todo: list[tuple[Source, str | None]] = []
         for source in sources:
+            if options.force or (sizes is not None and source.size not in sizes):
+                # Not a repeat, whatever its hash: hashed while it is read (`_run`).
+                todo.append((source, None))
+                continue
             digest = manifest.file_hash(source.path)
             if digest in seen and not options.force:
                 report.skipped.append(SkippedFile(source.name, seen[digest]["run_id"]))
@@ -173,7 +177,7 @@ def ingest(
 
 def _run(
     run: Run,
-    todo: list[tuple[Source, str]],
+    todo: list[tuple[Source, str | None]],
     options: Options,
     key: bytes | None,
     report: IngestReport,
@@ -185,8 +189,12 @@ def _run(
     try:
         pseudonyms = pii.Pseudonyms(con, key) if key is not None else None
         for seq, (source, digest) in enumerate(todo):
+            hashing = manifest.Hashing(source.path) if digest is None else None
+            if hashing is not None:
+                hashing.start()
             stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
-            stats.sha256 = digest
+            stats.sha256 = hashing.result() if hashing is not None else str(digest)
+            stats.bytes = source.size
             report.files.append(stats)
         progress.phase("merging")
         merged = merge.merge(run, con, target.version)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import WarehouseError
+from pipeline.errors import InputError, WarehouseError
 from pipeline.store.location import Warehouse
 
 FOLDER = "manifests"
@@ -31,6 +32,17 @@ class Manifest:
         for run in self.ingests:
             for entry in run["files"]:
                 found[entry["sha256"]] = {"run_id": run["run_id"], "at": run["finished"], **entry}
+        return found
+
+    def sizes(self) -> set[int] | None:
+        """The sizes of every file ingested, or None where an entry does not say (written
+        before sizes were kept): then any file may be a repeat."""
+        found: set[int] = set()
+        for run in self.ingests:
+            for entry in run["files"]:
+                if not isinstance(entry.get("bytes"), int):
+                    return None
+                found.add(entry["bytes"])
         return found
 
     def to_json(self) -> str:
@@ -80,3 +92,30 @@ def file_hash(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class Hashing(threading.Thread):
+    """`file_hash` of a file, beside its reading: hashlib lets go of the GIL for each block,
+    so the hash takes the time the readers leave, not a pass of its own before them."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="file-hash", daemon=True)
+        self._path = path
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._digest = file_hash(self._path)
+        except BaseException as exc:  # raised by `result`, in the ingest's thread
+            self._error = exc
+
+    def result(self) -> str:
+        self.join()
+        if isinstance(self._error, OSError):
+            # The file read a moment ago went away or broke under the hash: the input's fault.
+            raise InputError(self._path, f"cannot read: {self._error.strerror or self._error}")
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None
+        return self._digest

@@ -37,6 +37,7 @@ class FileReport:
     path: str
     format: str
     sha256: str = ""
+    bytes: int = 0  # the file's size as received: a file of another size is not a repeat
     encoding: str = "utf-8"  # the text's encoding, as read (a CSV may be cp1252 or utf-16)
     rows_read: int = 0
     rows_accepted: int = 0
@@ -57,6 +58,7 @@ class FileReport:
             "reader": self.reader,
             **({"read_note": self.read_note} if self.read_note else {}),
             "sha256": self.sha256,
+            "bytes": self.bytes,
             "rows_read": self.rows_read,
             "rows_accepted": self.rows_accepted,
             "rows_rejected": self.rows_rejected,
@@ -143,7 +145,7 @@ class IngestReport:
             "finished": finished.isoformat(),
             **{k: summary[k] for k in (*keep, "sessions_updated", "sessions_unchanged")},
             "files": [
-                {k: f[k] for k in ("path", "sha256", "format", *keep[:3])}
+                {k: f[k] for k in ("path", "sha256", "bytes", "format", *keep[:3])}
                 for f in summary["per_file"]
             ],
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -58,3 +59,43 @@ def test_the_manifest_records_each_ingest(write: Write, wh: Path) -> None:
         (1, 1)
     ]
     assert all(len(f["sha256"]) == 64 for run in body["ingests"] for f in run["files"])
+
+
+def _manifest(wh: Path) -> tuple[Path, dict]:
+    (name,) = [e["sessions.manifest"] for e in DeltaTable(str(wh / "sessions")).history(1)]
+    return wh / name, json.loads((wh / name).read_text())
+
+
+def test_a_file_hashed_while_read_is_recorded_by_its_sha256(write: Write, wh: Path) -> None:
+    # A file of a size no ingested file has cannot be a repeat: it is hashed beside its read,
+    # and the manifest must hold the same hash and size a hash before the read would give.
+    first = write("a.ndjson", ndjson([session(n) for n in range(3)]))
+    other = write("b.ndjson", ndjson([session(n) for n in range(40)] + ["broken"]))
+    ingest([str(first)], wh)
+    report = ingest([str(other)], wh)
+    assert report.committed
+    _, body = _manifest(wh)
+    recorded = {f["path"]: f for run in body["ingests"] for f in run["files"]}
+    for path in (first, other):
+        assert recorded[str(path)]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert recorded[str(path)]["bytes"] == path.stat().st_size
+    again = ingest([str(other)], wh)
+    assert not again.files and [s.path for s in again.skipped] == [str(other)]
+
+
+def test_a_repeat_is_found_in_a_manifest_that_kept_no_sizes(
+    write: Write, wh: Path, tmp_path: Path
+) -> None:
+    # Manifests written before sizes were kept: any file may be a repeat, so every file is
+    # hashed before it is read, as before.
+    path = write("a.ndjson", ndjson([session(n) for n in range(5)]))
+    ingest([str(path)], wh)
+    where, body = _manifest(wh)
+    for run in body["ingests"]:
+        for entry in run["files"]:
+            del entry["bytes"]
+    where.write_text(json.dumps(body))
+    copy = tmp_path / "copy.ndjson"
+    copy.write_bytes(path.read_bytes())
+    report = ingest([str(copy)], wh)
+    assert not report.files and [s.path for s in report.skipped] == [str(copy)]
