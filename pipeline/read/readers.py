@@ -33,6 +33,8 @@ def attempts(source: Source) -> list[str]:
     if os.environ.get(EXACT_ENV, "") not in ("", "0"):
         return [EXACT]
     if fast_ndjson.eligible(source):
+        if fast_ndjson.tolerance_needed(source):
+            return [FAST_TOLERANT, EXACT]
         return [FAST, FAST_TOLERANT, EXACT]
     if fast_csv.header(source) is not None:
         return [FAST, EXACT]

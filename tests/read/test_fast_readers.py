@@ -540,3 +540,21 @@ def test_the_fast_csv_reader_keeps_the_files_order(tmp_path: Path) -> None:
     got = pl.concat([frame.select("session_id", "_element") for _, frame in batches])
     assert len(got) == n
     assert got["session_id"].to_list() == [f"ses_{i}" for i in got["_element"]]
+
+
+@pytest.mark.parametrize("where", ["in the head", "past the head"])
+def test_a_line_not_json_is_read_tolerant_from_where_it_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # A line that is not JSON among the first MiB: the file is read tolerant from the start.
+    # Past it: read as it is first, and again, tolerant, when DuckDB meets the line. Both
+    # store what the exact reader stores.
+    lines = _ndjson(list(_lines(2000)), True, False).split(b"\n")
+    assert sum(len(line) + 1 for line in lines[:-10]) > 1 << 20
+    lines.insert(3 if where == "in the head" else len(lines) - 5, b"{not json")
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(b"\n".join(lines))
+    first = readers.attempts(sniff(path))[0]
+    assert first == (readers.FAST_TOLERANT if where == "in the head" else readers.FAST)
+    fast_files, _ = both_ways([path], tmp_path, monkeypatch)
+    assert fast_files[0]["reader"] == "fast" and fast_files[0]["rows_rejected"] == 1
