@@ -204,8 +204,13 @@ def _sql(names: tuple[str, ...], gzipped: bool) -> str:
     # As the exact reader's CSV parser (Arrow's) gives them: a field that is one of its null
     # spellings (empty, `NULL`, `NA`, `n/a`, `NaN`, ...), quoted or not, is null.
     nulls = ", ".join(fast.literal(v) for v in _NULL_SPELLINGS)
+    # A field longer than every spelling is not one: its length (kept beside the text) is
+    # looked at before the 17 comparisons (0.15 CPU s of 0.55 on 1M records).
+    longest = max(len(v.encode()) for v in _NULL_SPELLINGS)
     raw_texts = [
-        f"CASE WHEN {column} IN ({nulls}) THEN NULL ELSE {column} END AS {column}" for column in raw
+        f"CASE WHEN strlen({column}) <= {longest} AND {column} IN ({nulls}) THEN NULL "
+        f"ELSE {column} END AS {column}"
+        for column in raw
     ]
     values = {
         aliases[name]: column for name, column in zip(names, raw, strict=True) if name in aliases
@@ -215,9 +220,12 @@ def _sql(names: tuple[str, ...], gzipped: bool) -> str:
     # A value may start or end with a blank only where a field does, or where a character is
     # not ASCII, or a control character is; the fields are joined to look once a record.
     joined = "concat_ws(chr(31), " + ", ".join(values.values()) + ")"
-    suspect = """(starts_with(_all, ' ') OR ends_with(_all, ' ')
+    # A control character is looked for one by one: a byte search each, where the regular
+    # expression `[\x09-\x0d]` cost 0.75 CPU s on 1M records (a quarter of the query).
+    controls = " OR ".join(f"contains(_all, chr({code}))" for code in range(0x09, 0x0E))
+    suspect = f"""(starts_with(_all, ' ') OR ends_with(_all, ' ')
         OR contains(_all, chr(31) || ' ') OR contains(_all, ' ' || chr(31))
-        OR strlen(_all) <> length(_all) OR regexp_matches(_all, '[\\x09-\\x0d]'))"""
+        OR strlen(_all) <> length(_all) OR {controls})"""
     columns = "{" + ", ".join(f"'{column}': 'VARCHAR'" for column in raw) + "}"
     compression = "gzip" if gzipped else "none"
     # The unknown fields' texts go out with every record (for `extra_fields`); the known
