@@ -10,10 +10,12 @@ are printed and written to bench/results.md. `--scale 0.05 --repeat 1` runs it a
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -99,10 +101,13 @@ def main() -> None:
     parser.add_argument(
         "--peers", action=argparse.BooleanOptionalAction, default=True, help="measure the peers"
     )
+    # The Spark peer imports nothing of the project: the project's own Python serves where
+    # `make spark` installed pyspark in it.
+    own = sys.executable if importlib.util.find_spec("pyspark") is not None else None
     parser.add_argument(
         "--spark-python",
-        default=os.environ.get(SPARK_PYTHON),
-        help=f"a Python with pyspark, apart from the project's (default: ${SPARK_PYTHON})",
+        default=os.environ.get(SPARK_PYTHON) or own,
+        help=f"a Python with pyspark (default: ${SPARK_PYTHON}, else this one if it has pyspark)",
     )
     args = parser.parse_args()
     if args.spark_python:

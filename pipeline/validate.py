@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 
-import pandera.errors
-import pandera.polars as pa
 import polars as pl
 
 from pipeline.transform import REASON
 from schemas import FIELD_NAMES, pandera_schema
+from schemas.pandera_import import pa
 
 # Pandera's name of a failed check -> our rule name.
 _RULES = {
@@ -35,13 +34,13 @@ def validate(parsed: pl.DataFrame) -> pl.DataFrame:
         try:
             _schema().validate(parsed.select(FIELD_NAMES), lazy=True)
             return parsed
-        except pandera.errors.SchemaErrors:
+        except pa.errors.SchemaErrors:
             pass  # found again below, with each failure's row
     readable = parsed.with_row_index("_row").filter(pl.col("_error").is_null())
     try:
         _schema().validate(readable.select(FIELD_NAMES), lazy=True)
         return parsed
-    except pandera.errors.SchemaErrors as exc:
+    except pa.errors.SchemaErrors as exc:
         failures = exc.failure_cases
     if failures["index"].is_null().any():
         # A failure of the frame as a whole (a missing column, a wrong type) is our bug.

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-import pandera.polars as pa
 import polars as pl
 import pyarrow
+
+from schemas.pandera_import import pa
 
 
 class Kind(Enum):
