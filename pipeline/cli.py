@@ -47,6 +47,45 @@ as_of_option = click.option(
     "version (none yet then, or newer than its latest, or its files deleted by vacuum).",
 )
 
+# The options of an ingest, which `ingest` and `pull` (which ingests what it fetched) share.
+json_report_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the report as one JSON object."
+)
+
+max_reject_rate_option = click.option(
+    "--max-reject-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="RATE",
+    help="Fail (exit 4, nothing committed) when more than this share of rows is rejected, "
+    "e.g. 0.05.",
+)
+
+pii_option = click.option(
+    "--pii",
+    type=click.Choice(["pseudonymise", "keep", "drop"]),
+    default="pseudonymise",
+    show_default=True,
+    help="What to store of caller identities (`source`): a keyed pseudonym, the raw value, or "
+    "nothing. One warehouse takes one choice. The key is $SESSIONS_PII_KEY, or the file "
+    "$SESSIONS_PII_KEY_FILE (default ~/.config/sessions-analytics/pii.key, created on first use).",
+)
+
+memory_limit_option = click.option(
+    "--memory-limit",
+    envvar=MEMORY_LIMIT_ENV,
+    show_envvar=True,
+    default=MEMORY_LIMIT,
+    show_default=True,
+    metavar="SIZE",
+    help="Memory DuckDB may use before it spills to disk (in the warehouse's .staging folder), "
+    "e.g. 512MB or 1GB. The whole ingest takes about twice this.",
+)
+
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress)."
+)
+
 engine_option = click.option(
     "--engine",
     type=click.Choice(["duckdb", "spark"]),
@@ -197,15 +236,8 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @warehouse_option
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option(
-    "--max-reject-rate",
-    type=click.FloatRange(0, 1),
-    default=None,
-    metavar="RATE",
-    help="Fail (exit 4, nothing committed) when more than this share of rows is rejected, "
-    "e.g. 0.05.",
-)
+@json_report_option
+@max_reject_rate_option
 @click.option(
     "--naive-timezone",
     default="UTC",
@@ -213,31 +245,12 @@ def main() -> None:
     metavar="TZ",
     help="IANA timezone in which timestamps without an offset are read.",
 )
-@click.option(
-    "--pii",
-    type=click.Choice(["pseudonymise", "keep", "drop"]),
-    default="pseudonymise",
-    show_default=True,
-    help="What to store of caller identities (`source`): a keyed pseudonym, the raw value, or "
-    "nothing. One warehouse takes one choice. The key is $SESSIONS_PII_KEY, or the file "
-    "$SESSIONS_PII_KEY_FILE (default ~/.config/sessions-analytics/pii.key, created on first use).",
-)
+@pii_option
 @click.option(
     "--force", is_flag=True, help="Ingest files again even if their content was ingested before."
 )
-@click.option(
-    "--memory-limit",
-    envvar=MEMORY_LIMIT_ENV,
-    show_envvar=True,
-    default=MEMORY_LIMIT,
-    show_default=True,
-    metavar="SIZE",
-    help="Memory DuckDB may use before it spills to disk (in the warehouse's .staging folder), "
-    "e.g. 512MB or 1GB. The whole ingest takes about twice this.",
-)
-@click.option(
-    "--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress)."
-)
+@memory_limit_option
+@quiet_option
 @_user_errors
 def ingest(
     paths: tuple[str, ...],
@@ -382,33 +395,11 @@ def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
     help="The most pages one pull fetches (exit 5 past it): a server that never says it "
     "is done is not paged for ever.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option(
-    "--max-reject-rate",
-    type=click.FloatRange(0, 1),
-    default=None,
-    metavar="RATE",
-    help="As for ingest: fail (exit 4, nothing committed) above this share of rejected rows.",
-)
-@click.option(
-    "--pii",
-    type=click.Choice(["pseudonymise", "keep", "drop"]),
-    default="pseudonymise",
-    show_default=True,
-    help="As for ingest: what to store of caller identities.",
-)
-@click.option(
-    "--memory-limit",
-    envvar=MEMORY_LIMIT_ENV,
-    show_envvar=True,
-    default=MEMORY_LIMIT,
-    show_default=True,
-    metavar="SIZE",
-    help="As for ingest: memory DuckDB may use before it spills to disk.",
-)
-@click.option(
-    "--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress)."
-)
+@json_report_option
+@max_reject_rate_option
+@pii_option
+@memory_limit_option
+@quiet_option
 @_user_errors
 def pull(
     since: str,
