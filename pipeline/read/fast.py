@@ -61,21 +61,25 @@ def batches(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending)
 
 
-def with_meta(typed: pl.DataFrame, line: np.ndarray, element: np.ndarray) -> pl.DataFrame:
+def with_meta(
+    typed: pl.DataFrame, line: np.ndarray, element: np.ndarray, item: np.ndarray | None = None
+) -> pl.DataFrame:
     """Typed rows with the columns the transform would give them: every meta column, empty
-    where a row with the usual keys has nothing to say, and no reasons."""
+    where a row with the usual keys has nothing to say, and no reasons. `item`: each row's
+    place in its API page's items, where the rows are a page's."""
     nulls: dict[str, pl.DataType] = {
         "extra_fields": pl.String(),
         "_keys": pl.List(pl.String),
-        "_item": pl.Int64(),
         "_record": pl.String(),
         "_error": pl.String(),
         "_error_detail": pl.String(),
     }
+    items = pl.lit(None, pl.Int64) if item is None else pl.Series(item, dtype=pl.Int64)
     return (
         typed.cast(polars_schema())
         .with_columns(
             *[pl.lit(None, dtype).alias(name) for name, dtype in nulls.items()],
+            items.alias("_item"),
             pl.Series("_line", line),
             pl.Series("_element", element),
             pl.lit([], pl.List(REASON)).alias("_reasons"),
@@ -86,6 +90,11 @@ def with_meta(typed: pl.DataFrame, line: np.ndarray, element: np.ndarray) -> pl.
 
 def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def key_list(keys: tuple[str, ...]) -> str:
+    """SQL for `keys` as a list of text, to compare with `json_keys`."""
+    return "[" + ", ".join(literal(k) for k in keys) + "]::VARCHAR[]"
 
 
 class LineCounter(threading.Thread):

@@ -119,7 +119,7 @@ def _read(
             assert result is not None
             for table in fast.batches(result):
                 yield from _split(table, lines, elements, odd_con, warn)
-                lines, elements = _advance(table, lines, elements)
+                lines, elements = advance(table, lines, elements)
     finally:
         odd_con.close()
     counted = counter.result()
@@ -127,7 +127,8 @@ def _read(
         raise fast.Fallback(f"DuckDB read {lines} lines, the count says {counted}")
 
 
-def _advance(table: pa.Table, lines: int, elements: int) -> tuple[int, int]:
+def advance(table: pa.Table, lines: int, elements: int) -> tuple[int, int]:
+    """The lines and the elements (lines not blank) read, after `table`'s rows."""
     blank = table.column("_blank").to_numpy(zero_copy_only=False)
     return lines + len(blank), elements + int((~blank).sum())
 
@@ -163,28 +164,46 @@ def _split(
         yield "raw", json_records.sessions_of(odd_con, texts, warn)
 
 
+# The exact reader's blank line holds only spaces, tabs and carriage returns.
+BLANK = (
+    "CASE WHEN starts_with(j, '{') THEN false WHEN j IS NULL THEN true "
+    "ELSE trim(j, ' ' || chr(9) || chr(13)) = '' END"
+)
+# A value may start or end with a blank only where a quote meets a space, where an escape
+# is, or where a character is not ASCII (the other blanks are); only there is it trimmed.
+SUSPECT = r"""(contains(j, '" ') OR contains(j, ' "') OR contains(j, '\')
+               OR strlen(j) <> length(j))"""
+
+
+def lines_sql(gzipped: bool, buffer_bytes: int | None = None) -> str:
+    """The file (`$1`) as rows `j` (a line's text) and `_blank`, one per line, in order:
+    DuckDB's CSV reader as a line reader, on both cores. `buffer_bytes`: the text it reads
+    at a time, if not DuckDB's default (its chunks of rows hold no more)."""
+    compression = "gzip" if gzipped else "none"
+    buffer = f", buffer_size = {buffer_bytes}" if buffer_bytes else ""
+    return f"""
+            SELECT j, {BLANK} AS _blank
+            FROM read_csv($1, columns = {{'j': 'VARCHAR'}}, header = false, delim = '\\x01',
+                          quote = '', escape = '', auto_detect = false,
+                          max_line_size = {MAX_LINE_BYTES},
+                          compression = '{compression}'{buffer})"""
+
+
+def keys_sql(tolerant: bool) -> str:
+    # Not `try(json_keys(j))`: where a call fails in a vector of 2,048 lines, `try` reads the
+    # whole vector again line by line, and with one bad line in 500 that was every vector
+    # (2.7 CPU s against 1.9 on 200,000 lines). `json_valid` is one more parse, in C++.
+    return "CASE WHEN json_valid(j) THEN json_keys(j) END" if tolerant else "json_keys(j)"
+
+
 @lru_cache(maxsize=8)
 def _sql(usual: tuple[str, ...], tolerant: bool, gzipped: bool) -> str:
     aliases = key_aliases()
     spec = json.dumps(dict.fromkeys(usual, "VARCHAR"))
-    usual_list = "[" + ", ".join(fast.literal(k) for k in usual) + "]::VARCHAR[]"
+    usual_list = fast.key_list(usual)
     values = {aliases[key]: f"_f.{_quoted(key)}" for key in usual}
-    # Not `try(json_keys(j))`: where a call fails in a vector of 2,048 lines, `try` reads the
-    # whole vector again line by line, and with one bad line in 500 that was every vector
-    # (2.7 CPU s against 1.9 on 200,000 lines). `json_valid` is one more parse, in C++.
-    keys = "CASE WHEN json_valid(j) THEN json_keys(j) END" if tolerant else "json_keys(j)"
-    # A value may start or end with a blank only where a quote meets a space, where an escape
-    # is, or where a character is not ASCII (the other blanks are); only there is it trimmed.
-    suspect = r"""(contains(j, '" ') OR contains(j, ' "') OR contains(j, '\')
-                   OR strlen(j) <> length(j))"""
     selected, sure = strict.columns(values, "_suspect")
     texts = strict.texts(values, "_suspect")
-    compression = "gzip" if gzipped else "none"
-    # The exact reader's blank line holds only spaces, tabs and carriage returns.
-    blank = (
-        "CASE WHEN starts_with(j, '{') THEN false WHEN j IS NULL THEN true "
-        "ELSE trim(j, ' ' || chr(9) || chr(13)) = '' END"
-    )
     return f"""
 SELECT _blank, _ok, {", ".join(f'"{name}"' for name in FIELD_NAMES)},
     CASE WHEN NOT _ok AND NOT _blank THEN j END AS j
@@ -193,18 +212,13 @@ FROM (
   FROM (
     SELECT _blank, j, _usual, {", ".join(texts)}
     FROM (
-      SELECT _blank, j, _usual, _f, {suspect} AS _suspect
+      SELECT _blank, j, _usual, _f, {SUSPECT} AS _suspect
       FROM (
         SELECT _blank, j, coalesce(_keys = {usual_list}, false) AS _usual,
           CASE WHEN _keys = {usual_list} THEN json_transform(j, {fast.literal(spec)}) END AS _f
         FROM (
-          SELECT j, _blank, CASE WHEN NOT _blank THEN {keys} END AS _keys
-          FROM (
-            SELECT j, {blank} AS _blank
-            FROM read_csv($1, columns = {{'j': 'VARCHAR'}}, header = false, delim = '\\x01',
-                          quote = '', escape = '', auto_detect = false,
-                          max_line_size = {MAX_LINE_BYTES}, compression = '{compression}')
-          )
+          SELECT j, _blank, CASE WHEN NOT _blank THEN {keys_sql(tolerant)} END AS _keys
+          FROM ({lines_sql(gzipped)})
         )
       )
     )

@@ -205,10 +205,11 @@ FROM (
   -- One parse of each page for its counts, and one of its items to count them.
   SELECT _element, _line, try(json_transform(_text,
     '{{"items": "JSON", "page": "VARCHAR", "page_size": "VARCHAR", "total_count": "VARCHAR"}}'))
-    AS _page
+    AS _page, try(json_keys(_text)) AS _keys
   FROM {source}
 )
-WHERE starts_with(_page.items, '[')
+-- A page as the extraction takes one (`_IS_PAGE`): a text naming `items` twice is a record.
+WHERE starts_with(_page.items, '[') AND len(list_filter(_keys, lambda k: k = 'items')) = 1
 ORDER BY _element
 """
 
@@ -339,7 +340,9 @@ def sessions_of(
 ) -> pl.DataFrame:
     """`extract`, and a warning for every API page among the texts that disagrees with itself."""
     raw = extract(con, batch, pages=pages)
-    if raw["_item"].is_not_null().any():
+    # A page gives its items' rows, and a page of no items no row (every other text gives
+    # one): so only a batch with items, or fewer rows than texts, holds a page.
+    if raw["_item"].is_not_null().any() or len(raw) < len(batch):
         for warning in page_warnings(con, batch):
             warn(warning)
     return raw

@@ -12,7 +12,7 @@ import polars as pl
 
 from pipeline import memory, views
 from pipeline.progress import text_size
-from pipeline.read import fast_csv, fast_ndjson, read_export
+from pipeline.read import fast_csv, fast_ndjson, fast_pages, read_export
 from pipeline.read.gather import gathered
 from pipeline.read.source import Format, Source
 
@@ -22,6 +22,8 @@ EXACT_ENV = "SESSIONS_EXACT_READER"
 # How a file is read: fast (each line parsed as is), fast with every line parsed under `try`
 # (a file with a line that is not JSON), and exact (anything either cannot read as it is).
 FAST, FAST_TOLERANT, EXACT = "fast", "fast, tolerant", "exact"
+# The same for a file of API pages, one a line.
+PAGES, PAGES_TOLERANT = "fast pages", "fast pages, tolerant"
 
 # Room for DuckDB to read ahead while the ingest validates and stages a batch: at its
 # default (10 MiB, about 35,000 typed rows) its threads waited for every batch.
@@ -36,6 +38,10 @@ def attempts(source: Source) -> list[str]:
         if fast_ndjson.tolerance_needed(source):
             return [FAST_TOLERANT, EXACT]
         return [FAST, FAST_TOLERANT, EXACT]
+    if fast_pages.eligible(source):
+        if fast_ndjson.tolerance_needed(source):
+            return [PAGES_TOLERANT, EXACT]
+        return [PAGES, PAGES_TOLERANT, EXACT]
     if fast_csv.header(source) is not None:
         return [FAST, EXACT]
     return [EXACT]
@@ -48,6 +54,8 @@ def batches(
     validation) or ("raw", text for the transform). A fast attempt needs `fast_connection`."""
     if attempt == EXACT:
         return (("raw", frame) for frame in gathered(read_export(source, con, warn)))
+    if attempt in (PAGES, PAGES_TOLERANT):
+        return fast_pages.read(source, con, warn, tolerant=attempt == PAGES_TOLERANT)
     names = fast_csv.header(source) if source.format is Format.CSV else None
     if names is not None:
         return fast_csv.read(source, con, warn, names)
