@@ -31,6 +31,15 @@ def parse(text: str) -> str:
     return f"{number}{unit}"
 
 
+def bytes_of(text: str) -> int:
+    """The bytes of a size as `parse` takes it or DuckDB shows it (`305.1 MiB`)."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size of memory")
+    number, unit = match.groups()
+    return int(float(number) * _BYTES[unit.lower()])
+
+
 def out_of_memory(limit: str, detail: str) -> str:
     """What to say when DuckDB ran out of memory under `limit`."""
     message = f"DuckDB ran out of memory under --memory-limit {limit}; raise it "

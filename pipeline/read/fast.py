@@ -4,7 +4,7 @@ batches of their query's rows, and the columns typed rows carry."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import duckdb
@@ -19,6 +19,9 @@ from schemas import FIELD_NAMES, polars_schema
 
 # Rows handed on at a time: Pandera and polars cost a fixed time a call (see gather.py).
 BATCH_ROWS = 100_000
+# And at most this much of DuckDB's result a batch (100,000 typical sessions are 26 MiB):
+# sessions of several kB each made batches of gigabytes.
+BATCH_BYTES = 64 << 20
 _COUNT_BLOCK = 16 << 20
 
 
@@ -47,16 +50,20 @@ def read_failures(tolerant: bool) -> Iterator[None]:
         raise Fallback(message) from None
 
 
-def batches(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
-    """The rows of `reader` in tables of about `BATCH_ROWS` (DuckDB hands them out by 2,048)."""
+def batches(
+    reader: pa.RecordBatchReader, rows_of: Callable[[pa.RecordBatch], int] = len
+) -> Iterator[pa.Table]:
+    """The rows of `reader` (DuckDB hands them out by 2,048) in tables of about `BATCH_ROWS`
+    sessions (`rows_of` a batch) or `BATCH_BYTES`, whichever comes first."""
     pending: list[pa.RecordBatch] = []
-    rows = 0
+    rows = size = 0
     for batch in reader:
         pending.append(batch)
-        rows += batch.num_rows
-        if rows >= BATCH_ROWS:
+        rows += rows_of(batch)
+        size += batch.nbytes
+        if rows >= BATCH_ROWS or size >= BATCH_BYTES:
             yield pa.Table.from_batches(pending)
-            pending, rows = [], 0
+            pending, rows, size = [], 0, 0
     if pending:
         yield pa.Table.from_batches(pending)
 

@@ -105,7 +105,7 @@ def _read(
             sql = _pages_sql(usual, tolerant, source.gzipped)
             result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(LINES_AT_A_TIME)
             assert result is not None
-            for table in _batches(result):
+            for table in fast.batches(result, _sessions):
                 yield from _split(table, lines, elements, usual, odd_con, warn)
                 lines, elements = fast_ndjson.advance(table, lines, elements)
     finally:
@@ -115,20 +115,12 @@ def _read(
         raise fast.Fallback(f"DuckDB read {lines} lines, the count says {counted}")
 
 
-def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
-    """The query's lines in tables of about `fast.BATCH_ROWS` sessions (items, and lines
-    that are not a page's items)."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in reader:
-        pending.append(batch)
-        items = pc.sum(pc.list_value_length(batch.column("_items"))).as_py() or 0
-        rows += items + batch.num_rows
-        if rows >= fast.BATCH_ROWS:
-            yield pa.Table.from_batches(pending)
-            pending, rows = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending)
+def _sessions(batch: pa.RecordBatch) -> int:
+    """The sessions a batch of lines holds: its pages' items, and a row for every other line.
+    (Each page's text is held beside its items until the typing has taken them, so that a
+    page it declines can go the exact way: `fast.BATCH_BYTES` bounds both.)"""
+    items: int = pc.sum(pc.list_value_length(batch.column("_items"))).as_py() or 0
+    return items + int(batch.num_rows)
 
 
 def _split(

@@ -36,6 +36,11 @@ WRITERS = 2
 # Days one COPY writes (a write never holds several days' rows open at once, as DuckDB's
 # PARTITION_BY did, whose buffers could not spill).
 DAYS_PER_WRITE = 1
+# A Parquet writer holds a row group whole before it writes it, and cannot spill it: a day of
+# 100,000 sessions of 5 kB each held 500 MB, beyond the ingest's 320 MB. So a row group holds
+# at most this share of DuckDB's budget (two writers side by side); at 320 MB, 20 MB: more
+# than a typical day's rows, so a typical file keeps one row group.
+ROW_GROUP_SHARE = 16
 
 
 @dataclass
@@ -243,7 +248,8 @@ def _merge(
         ordered.parent.mkdir(exist_ok=True)
         con.execute(f"""
             COPY ({changed} ORDER BY "{PARTITION_COLUMN}") TO {views.quote(str(ordered))}
-            (FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE 16384)
+            (FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE 16384,
+             ROW_GROUP_SIZE_BYTES {row_group_bytes(con)})
         """)
         by_day = f"read_parquet({views.quote(str(ordered))}, hive_partitioning = false)"
 
@@ -262,6 +268,7 @@ def _merge(
             return f"SELECT {stored} FROM ({changed}) WHERE {within}"
 
     updated = f"SELECT session_key FROM {_COMPARED} WHERE outcome = 'updated'"
+    group_bytes = row_group_bytes(con)
 
     def rows_of(cur: duckdb.DuckDBPyConnection, d: str) -> str:
         if d not in rewritten or not files_in.get(d):
@@ -280,7 +287,7 @@ def _merge(
         target = folder / f"part-{run.run_id}-{kind}0.parquet"
         count = cur.execute(f"""
             COPY ({rows_of(cur, d)}) TO {views.quote(str(target))}
-            (FORMAT parquet, COMPRESSION zstd)
+            (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES {group_bytes})
         """).fetchall()[0][0]
         if not count:  # a rewritten day with no rows left: no file, and no folder
             target.unlink()
@@ -306,6 +313,13 @@ def _merge(
         partitions_written=len(changed_days),
         removes=removes,
     )
+
+
+def row_group_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The most a Parquet row group written on `con` may hold (see `ROW_GROUP_SHARE`); DuckDB
+    keeps to it where it need not keep the rows' order, as every write here."""
+    (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
+    return max(memory.bytes_of(limit) // ROW_GROUP_SHARE, 1 << 20)
 
 
 def _read_factor(con: duckdb.DuckDBPyConnection, accepted: list[Path], days: set[str]) -> float:
@@ -403,6 +417,7 @@ def write_rejects(run: Run, con: duckdb.DuckDBPyConnection) -> Path | None:
               FROM read_parquet([{", ".join(views.quote(str(p)) for p in rejected)}],
                                 hive_partitioning = false)
               ORDER BY _file_seq, element, item NULLS FIRST)
-        TO {views.quote(str(target))} (FORMAT parquet, COMPRESSION zstd)
+        TO {views.quote(str(target))}
+        (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES {row_group_bytes(con)})
     """)
     return folder

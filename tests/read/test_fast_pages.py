@@ -214,3 +214,18 @@ def test_a_line_naming_items_twice_is_a_record_and_no_page(
     assert fast_files[0]["reader"] == "fast"
     assert not [w for w in exact_files[0]["warnings"] if w.startswith("line 2")]
     assert exact_files[0]["rows_rejected"] == 1
+
+
+@pytest.mark.parametrize("first", ["page", "session"])
+def test_a_line_nested_deeper_than_python_parses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    # Python's parser gives up on it (RecursionError) where the fast readers look at the
+    # file's head: read tolerant, the same rows as the exact reader, no internal error.
+    deep = "[" * 1100 + "]" * 1100
+    head: object = _page(3, 1) if first == "page" else _lines(1)[0]
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(_ndjson([head, deep, _page(2, 2)], True, False))
+    fast_files, _ = both_ways([path], tmp_path, monkeypatch)
+    assert fast_files[0]["reader"] == "fast"
+    assert fast_files[0]["rows_rejected"] == 1

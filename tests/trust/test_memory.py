@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import SESSIONS, measured, ndjson, peak_kib, rejects, run_cli, session, tree
@@ -198,3 +199,32 @@ def test_a_gzip_bomb_runs_in_bounded_memory(bomb: str, tmp_path: Path) -> None:
     report = json.loads(out)
     assert report["rows_read"] == rows == report["rows_accepted"] + report["rows_rejected"]
     assert peak < GIB
+
+
+@pytest.mark.parametrize("kind", ["ndjson", "pages"])
+def test_a_stored_row_group_keeps_to_a_share_of_the_budget(
+    kind: str, tmp_path: Path, write: Write, wh: Path
+) -> None:
+    # A Parquet writer holds a row group whole, and cannot spill it: a day of sessions of many
+    # kB each in one row group ran DuckDB out of its budget (a day of 100 kB sessions, 300 MB,
+    # under the default 320 MB). Here one day of 64 MB, written under 320 MB: row groups of at
+    # most a 16th of it, so several.
+    records = [
+        session(i, timestamp=f"2026-10-01T{i % 24:02d}:00:00Z", agent_name=f"{i:05d}" * 3200)
+        for i in range(4000)
+    ]
+    if kind == "ndjson":
+        path = write("export.ndjson", ndjson(records))
+    else:
+        # 50 items a page: 800 kB a line (a line of more than 1 MiB is the exact reader's).
+        pages = [{"items": records[i : i + 50], "page": i // 50} for i in range(0, 4000, 50)]
+        path = write("pages.ndjson", ndjson(pages))
+    code, out, err, peak = run_measured("ingest", path, "-w", wh, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["rows_accepted"] == 4000 and report["per_file"][0]["reader"] == "fast"
+    assert peak < GIB
+    [stored] = (wh / "sessions").rglob("*.parquet")
+    groups = pq.ParquetFile(stored).metadata
+    sizes = [groups.row_group(i).total_byte_size for i in range(groups.num_row_groups)]
+    assert groups.num_row_groups >= 3 and max(sizes) <= 320_000_000 // 16 * 1.5, sizes
