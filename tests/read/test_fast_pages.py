@@ -64,7 +64,7 @@ def pages(draw: st.DrawFn, camel: bool) -> object:
 
 
 @settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
