@@ -121,11 +121,8 @@ def _split(
     line = element + 2
     typed = None
     if ok.any():
-        # Almost every batch is typed whole: handed on as it is, not copied by a filter.
-        rows = table if ok.all() else table.filter(pa.array(ok))
         columns = [c for i, c in enumerate(_raw_names(len(names))) if names[i] not in key_aliases()]
-        frame = pl.from_arrow(rows.select([*FIELD_NAMES, *columns]))
-        assert isinstance(frame, pl.DataFrame)
+        frame = fast.rows_where(table.select([*FIELD_NAMES, *columns]), ok)
         extra, keys = _extra_fields(frame, names)
         unknown = frame.with_columns(extra.alias("extra_fields"), keys.alias("_keys")).select(
             "extra_fields", "_keys"

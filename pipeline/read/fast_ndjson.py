@@ -114,14 +114,16 @@ def _read(
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     sql = _sql(usual, tolerant, source.gzipped)
     odd_con = con.cursor()
+    odd = fast.OddTexts(odd_con, warn)
     lines = elements = 0
     try:
         with fast.read_failures(tolerant):
             result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(fast.BATCH_ROWS)
             assert result is not None
             for table in fast.batches(result):
-                yield from _split(table, lines, elements, odd_con, warn)
+                yield from _split(table, lines, elements, odd)
                 lines, elements = advance(table, lines, elements)
+            yield from odd.flush()
     finally:
         odd_con.close()
     counted = counter.result()
@@ -136,11 +138,7 @@ def advance(table: pa.Table, lines: int, elements: int) -> tuple[int, int]:
 
 
 def _split(
-    table: pa.Table,
-    lines: int,
-    elements: int,
-    odd_con: duckdb.DuckDBPyConnection,
-    warn: Callable[[str], None],
+    table: pa.Table, lines: int, elements: int, odd_texts: fast.OddTexts
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """One batch of the query's rows, as typed rows and odd rows, each with its place."""
     n = table.num_rows
@@ -149,10 +147,7 @@ def _split(
     line = np.arange(lines + 1, lines + n + 1, dtype=np.int64)
     element = elements + np.cumsum(~blank, dtype=np.int64) - 1
     if ok.any():
-        fields = table.select(FIELD_NAMES)
-        # Almost every batch is typed whole: handed on as it is, not copied by a filter.
-        typed = pl.from_arrow(fields if ok.all() else fields.filter(pa.array(ok)))
-        assert isinstance(typed, pl.DataFrame)
+        typed = fast.rows_where(table.select(FIELD_NAMES), ok)
         yield "typed", fast.with_meta(typed, line[ok], element[ok])
     odd = ~ok & ~blank
     if odd.any():
@@ -163,7 +158,7 @@ def _split(
                 "_element": element[odd],
             }
         )
-        yield "raw", json_records.sessions_of(odd_con, texts, warn)
+        yield from odd_texts.add(texts)
 
 
 # The exact reader's blank line holds only spaces, tabs and carriage returns.

@@ -99,6 +99,7 @@ def _read(
     tolerant: bool,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     odd_con = con.cursor()
+    odd = fast.OddTexts(odd_con, warn)
     lines = elements = 0
     try:
         with fast.read_failures(tolerant):
@@ -106,8 +107,9 @@ def _read(
             result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(LINES_AT_A_TIME)
             assert result is not None
             for table in fast.batches(result, _sessions):
-                yield from _split(table, lines, elements, usual, odd_con, warn)
+                yield from _split(table, lines, elements, usual, odd_con, odd)
                 lines, elements = fast_ndjson.advance(table, lines, elements)
+            yield from odd.flush()
     finally:
         odd_con.close()
     counted = counter.result()
@@ -129,7 +131,7 @@ def _split(
     elements: int,
     usual: tuple[str, ...],
     odd_con: duckdb.DuckDBPyConnection,
-    warn: Callable[[str], None],
+    odd_texts: fast.OddTexts,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """One batch of lines, as the typed items of its clean pages and the text of the rest."""
     n = table.num_rows
@@ -157,9 +159,7 @@ def _split(
         paged &= ~declined
         keep = paged[parent]
         if keep.any():
-            fields = typed.select(FIELD_NAMES)
-            rows = pl.from_arrow(fields if keep.all() else fields.filter(pa.array(keep)))
-            assert isinstance(rows, pl.DataFrame)
+            rows = fast.rows_where(typed.select(FIELD_NAMES), keep)
             yield (
                 "typed",
                 fast.with_meta(rows, line[parent][keep], element[parent][keep], item[keep]),
@@ -173,7 +173,7 @@ def _split(
                 "_element": element[odd],
             }
         )
-        yield "raw", json_records.sessions_of(odd_con, texts, warn)
+        yield from odd_texts.add(texts)
 
 
 # A page as `json_records` reads one: `items` named once, a list; and its counts, as

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import ingest
-from pipeline.read import readers, sniff
+from pipeline.read import fast, readers, sniff
 from pipeline.store import reader
 from schemas import FIELD_NAMES, SESSION_FIELDS, Kind
 
@@ -558,3 +558,23 @@ def test_a_line_not_json_is_read_tolerant_from_where_it_is_seen(
     assert first == (readers.FAST_TOLERANT if where == "in the head" else readers.FAST)
     fast_files, _ = both_ways([path], tmp_path, monkeypatch)
     assert fast_files[0]["reader"] == "fast" and fast_files[0]["rows_rejected"] == 1
+
+
+def test_odd_lines_gathered_over_batches_keep_their_places(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Odd lines are read the exact way some at a time, over several batches: small batches
+    # and a small gathering here, so that one file has many of each.
+    monkeypatch.setattr(fast, "BATCH_ROWS", 500)
+    monkeypatch.setattr(fast, "ODD_ROWS", 40)
+    items: list[object] = list(_lines(4000, seed=5))
+    for i in range(7, 4000, 37):
+        record = dict(items[i])  # type: ignore[call-overload]
+        items[i] = {**record, "duration": "n/a"} if i % 2 else {**record, "brand_new": i}
+    items.insert(1500, "{not json")
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(_ndjson(items, True, False))
+    fast_files, _ = both_ways([path], tmp_path, monkeypatch)
+    assert fast_files[0]["reader"] == "fast"
+    assert fast_files[0]["rows_rejected"] == 1 + len(range(7, 4000, 74))
+    assert fast_files[0]["unknown_fields"] == ["brand_new"]
