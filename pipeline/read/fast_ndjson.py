@@ -95,40 +95,55 @@ def read(
         usual = _usual_keys(stream.read(1 << 20))
     if not usual:
         raise fast.Fallback("the first line's keys are not the usual ones")
+    sql = _sql(usual, tolerant, source.gzipped)
+    yield from read_lines(source, con, warn, sql, _split, tolerant=tolerant)
+
+
+# Splits one batch of a query's lines (with the lines and elements before it) into typed rows
+# and odd texts: those to the odd texts given, which read them the exact way on the cursor
+# given.
+Split = Callable[
+    [pa.Table, int, int, duckdb.DuckDBPyConnection, fast.OddTexts],
+    Iterator[tuple[str, pl.DataFrame]],
+]
+
+
+def read_lines(
+    source: Source,
+    con: duckdb.DuckDBPyConnection,
+    warn: Callable[[str], None],
+    sql: str,
+    split: Split,
+    *,
+    tolerant: bool,
+    lines_at_a_time: int = fast.BATCH_ROWS,
+    rows_of: Callable[[pa.RecordBatch], int] = len,
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """The batches `split` makes of `sql`'s rows: one a line of `source` (`$1`), in order,
+    with `_blank`; batches of `fast.batches` (`rows_of` a batch of rows). The file's lines
+    are counted apart, beside DuckDB: a count other than DuckDB's is a `Fallback`, as is any
+    failure of its reading (or `NotJson`, see `fast.read_failures`)."""
     counter = fast.LineCounter(source)
     counter.start()
     try:
-        yield from _read(source, con, usual, warn, counter, tolerant=tolerant)
+        odd_con = con.cursor()
+        odd = fast.OddTexts(odd_con, warn)
+        lines = elements = 0
+        try:
+            with fast.read_failures(tolerant):
+                result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(lines_at_a_time)
+                assert result is not None
+                for table in fast.batches(result, rows_of):
+                    yield from split(table, lines, elements, odd_con, odd)
+                    lines, elements = advance(table, lines, elements)
+                yield from odd.flush()
+        finally:
+            odd_con.close()
+        counted = counter.result()
+        if counted != lines:
+            raise fast.Fallback(f"DuckDB read {lines} lines, the count says {counted}")
     finally:
         counter.join()
-
-
-def _read(
-    source: Source,
-    con: duckdb.DuckDBPyConnection,
-    usual: tuple[str, ...],
-    warn: Callable[[str], None],
-    counter: fast.LineCounter,
-    *,
-    tolerant: bool,
-) -> Iterator[tuple[str, pl.DataFrame]]:
-    sql = _sql(usual, tolerant, source.gzipped)
-    odd_con = con.cursor()
-    odd = fast.OddTexts(odd_con, warn)
-    lines = elements = 0
-    try:
-        with fast.read_failures(tolerant):
-            result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(fast.BATCH_ROWS)
-            assert result is not None
-            for table in fast.batches(result):
-                yield from _split(table, lines, elements, odd)
-                lines, elements = advance(table, lines, elements)
-            yield from odd.flush()
-    finally:
-        odd_con.close()
-    counted = counter.result()
-    if counted != lines:
-        raise fast.Fallback(f"DuckDB read {lines} lines, the count says {counted}")
 
 
 def advance(table: pa.Table, lines: int, elements: int) -> tuple[int, int]:
@@ -138,7 +153,11 @@ def advance(table: pa.Table, lines: int, elements: int) -> tuple[int, int]:
 
 
 def _split(
-    table: pa.Table, lines: int, elements: int, odd_texts: fast.OddTexts
+    table: pa.Table,
+    lines: int,
+    elements: int,
+    odd_con: duckdb.DuckDBPyConnection,
+    odd_texts: fast.OddTexts,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """One batch of the query's rows, as typed rows and odd rows, each with its place."""
     n = table.num_rows

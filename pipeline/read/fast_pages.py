@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import duckdb
 import numpy as np
@@ -81,40 +81,18 @@ def read(
         usual = _item_keys(stream.read(_HEAD))
     if not usual:
         raise fast.Fallback("the first line is not an API page of items with the usual keys")
-    counter = fast.LineCounter(source)
-    counter.start()
-    try:
-        yield from _read(source, con, usual, warn, counter, tolerant=tolerant)
-    finally:
-        counter.join()
-
-
-def _read(
-    source: Source,
-    con: duckdb.DuckDBPyConnection,
-    usual: tuple[str, ...],
-    warn: Callable[[str], None],
-    counter: fast.LineCounter,
-    *,
-    tolerant: bool,
-) -> Iterator[tuple[str, pl.DataFrame]]:
-    odd_con = con.cursor()
-    odd = fast.OddTexts(odd_con, warn)
-    lines = elements = 0
-    try:
-        with fast.read_failures(tolerant):
-            sql = _pages_sql(usual, tolerant, source.gzipped)
-            result = con.sql(sql, params=[str(source.path)]).to_arrow_reader(LINES_AT_A_TIME)
-            assert result is not None
-            for table in fast.batches(result, _sessions):
-                yield from _split(table, lines, elements, usual, odd_con, odd)
-                lines, elements = fast_ndjson.advance(table, lines, elements)
-            yield from odd.flush()
-    finally:
-        odd_con.close()
-    counted = counter.result()
-    if counted != lines:
-        raise fast.Fallback(f"DuckDB read {lines} lines, the count says {counted}")
+    sql = _pages_sql(usual, tolerant, source.gzipped)
+    split = partial(_split, usual=usual)
+    yield from fast_ndjson.read_lines(
+        source,
+        con,
+        warn,
+        sql,
+        split,
+        tolerant=tolerant,
+        lines_at_a_time=LINES_AT_A_TIME,
+        rows_of=_sessions,
+    )
 
 
 def _sessions(batch: pa.RecordBatch) -> int:
@@ -129,9 +107,10 @@ def _split(
     table: pa.Table,
     lines: int,
     elements: int,
-    usual: tuple[str, ...],
     odd_con: duckdb.DuckDBPyConnection,
     odd_texts: fast.OddTexts,
+    *,
+    usual: tuple[str, ...],
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """One batch of lines, as the typed items of its clean pages and the text of the rest."""
     n = table.num_rows
