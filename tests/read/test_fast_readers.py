@@ -578,3 +578,33 @@ def test_odd_lines_gathered_over_batches_keep_their_places(
     assert fast_files[0]["reader"] == "fast"
     assert fast_files[0]["rows_rejected"] == 1 + len(range(7, 4000, 74))
     assert fast_files[0]["unknown_fields"] == ["brand_new"]
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": "), (" , ", " : "), (",\t", ":\t")])
+def test_blanks_at_a_values_ends_are_trimmed_however_the_json_is_spaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, separators: tuple[str, str]
+) -> None:
+    # A value ending with a space is followed by its quote and then a comma, a bracket or a
+    # blank: the fast reader trims where it sees that, and only there.
+    rows: list[dict[str, object]] = []
+    for i, record in enumerate(_lines(12, seed=8)):
+        # Only at the end (a blank at the start has a quote before it, whatever the spacing),
+        # and in one field a line (the line is trimmed whole where one is seen): the last
+        # key's value, before the brace, or another's, before the separator.
+        edge = " " * (i % 3)
+        record = {**record, "agent_name": f"name {i}{edge if i % 2 else ''}"}
+        record["agent_id"] = f"agent {i}{'' if i % 2 else edge}"
+        rows.append(record)
+    first = _usual_record(False)
+    rows[0] = {**first, "agent_name": "first"}
+    # Every record's last key: its value's quote is followed by the closing brace.
+    rows = [{**{k: v for k, v in r.items() if k != "agent_name"}, "agent_name": r["agent_name"]}
+            for r in rows]  # fmt: skip
+    text = "\n".join(json.dumps(r, separators=separators) for r in rows) + "\n"
+    path = tmp_path / "export.ndjson"
+    path.write_text(text)
+    fast_files, _ = both_ways([path], tmp_path, monkeypatch)
+    assert fast_files[0]["reader"] == "fast"
+    sessions, _ = stored(tmp_path / "warehouse-0")
+    for name in ("agent_name", "agent_id"):
+        assert not any(v != v.strip() for v in sessions[name].drop_nulls()), name
