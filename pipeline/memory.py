@@ -21,23 +21,26 @@ MINIMUM_BYTES = 1 << 20
 def parse(text: str) -> str:
     """`text` as DuckDB's `memory_limit` takes it (`512MB`, `1GiB`); `ValueError` if it is
     not a size or is too small to run anything."""
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise ValueError("is not a size of memory")
-    number, unit = match.groups()
-    if float(number) * _BYTES[unit.lower()] < MINIMUM_BYTES:
+    if bytes_of(text) < MINIMUM_BYTES:
         raise ValueError("is too small: DuckDB needs at least 1MiB")
+    number, unit = _parts(text)
     # Rebuilt from the match, so that nothing else ever reaches the SQL it is set with.
     return f"{number}{unit}"
 
 
 def bytes_of(text: str) -> int:
-    """The bytes of a size as `parse` takes it or DuckDB shows it (`305.1 MiB`)."""
+    """The bytes of a size as `parse` takes it or DuckDB shows it (`305.1 MiB`); `ValueError`
+    if it is not a size."""
+    number, unit = _parts(text)
+    return int(float(number) * _BYTES[unit.lower()])
+
+
+def _parts(text: str) -> tuple[str, str]:
     match = _SIZE.fullmatch(text)
     if match is None:
-        raise ValueError(f"{text!r} is not a size of memory")
+        raise ValueError("is not a size of memory")
     number, unit = match.groups()
-    return int(float(number) * _BYTES[unit.lower()])
+    return number, unit
 
 
 def out_of_memory(limit: str, detail: str) -> str:

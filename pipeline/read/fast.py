@@ -27,6 +27,8 @@ BATCH_BYTES = 64 << 20
 ODD_ROWS = 20_000
 ODD_BYTES = 16 << 20
 _COUNT_BLOCK = 16 << 20
+# What a fast reader reads of a file's start to decide whether it may try the file.
+HEAD_BYTES = 1 << 20
 
 
 class Fallback(Exception):
@@ -138,6 +140,11 @@ def with_meta(
 
 def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def quoted(name: str) -> str:
+    """SQL for the identifier `name`, quoted."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def key_list(keys: tuple[str, ...]) -> str:

@@ -54,7 +54,7 @@ def header(source: Source) -> list[str] | None:
     if source.format is not Format.CSV or source.encoding != "utf-8":
         return None
     with open_bytes(source) as stream:
-        head = stream.read(1 << 20)
+        head = stream.read(fast.HEAD_BYTES)
     if b"\n" not in head:
         return None
     line = head.split(b"\n", 1)[0]

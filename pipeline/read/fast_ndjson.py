@@ -40,7 +40,7 @@ def eligible(source: Source) -> bool:
     if source.format is not Format.NDJSON or source.encoding != "utf-8":
         return False
     with open_bytes(source) as stream:
-        return _usual_keys(stream.read(1 << 20)) != ()
+        return _usual_keys(stream.read(fast.HEAD_BYTES)) != ()
 
 
 def tolerance_needed(source: Source) -> bool:
@@ -49,9 +49,9 @@ def tolerance_needed(source: Source) -> bool:
     file where bad lines are spread). A line Python's parser and DuckDB's judge apart only
     picks the other of two readings that both give the same rows."""
     with open_bytes(source) as stream:
-        head = stream.read(1 << 20)
+        head = stream.read(fast.HEAD_BYTES)
     lines = head.split(b"\n")
-    if len(head) >= 1 << 20:
+    if len(head) >= fast.HEAD_BYTES:
         lines = lines[:-1]  # the last may be cut short by the head's end
     for line in lines:
         if line.strip(b" \t\r"):
@@ -69,7 +69,7 @@ def _usual_keys(head: bytes) -> tuple[str, ...]:
     `json_records._usual_keys`)."""
     for line in head.split(b"\n"):
         if line.strip(b" \t\r"):
-            if len(line) == len(head) and len(head) >= 1 << 20:
+            if len(line) == len(head) and len(head) >= fast.HEAD_BYTES:
                 return ()  # a first line longer than the head: not this reader's
             return json_records._usual_keys(line)
     return ()
@@ -92,7 +92,7 @@ def read(
     then void.
     """
     with open_bytes(source) as stream:
-        usual = _usual_keys(stream.read(1 << 20))
+        usual = _usual_keys(stream.read(fast.HEAD_BYTES))
     if not usual:
         raise fast.Fallback("the first line's keys are not the usual ones")
     sql = _sql(usual, tolerant, source.gzipped)
@@ -224,7 +224,7 @@ def _sql(usual: tuple[str, ...], tolerant: bool, gzipped: bool) -> str:
     aliases = key_aliases()
     spec = json.dumps(dict.fromkeys(usual, "VARCHAR"))
     usual_list = fast.key_list(usual)
-    values = {aliases[key]: f"_f.{_quoted(key)}" for key in usual}
+    values = {aliases[key]: f"_f.{fast.quoted(key)}" for key in usual}
     selected, sure = strict.columns(values, "_suspect")
     texts = strict.texts(values, "_suspect")
     return f"""
@@ -248,7 +248,3 @@ FROM (
   )
 )
 """
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -31,9 +31,6 @@ from schemas import FIELD_NAMES, key_aliases
 
 # Lines DuckDB hands over at a time: a page of 100 items is about 80 kB of text.
 LINES_AT_A_TIME = 256
-# The NDJSON fast reader's limit on a line; a larger page is the exact reader's, which reads
-# it item by item (`json_document.page_items`).
-_HEAD = 1 << 20
 # Text DuckDB's line reader reads at a time. Its chunks of rows end with a buffer: at its
 # default a chunk of pages was 8 MB of text, and with the parsed items of two such chunks on
 # each thread, kept in order, DuckDB ran out of the ingest's 320 MB.
@@ -46,7 +43,7 @@ def eligible(source: Source) -> bool:
     if source.format is not Format.NDJSON or source.encoding != "utf-8":
         return False
     with open_bytes(source) as stream:
-        return _item_keys(stream.read(_HEAD)) != ()
+        return _item_keys(stream.read(fast.HEAD_BYTES)) != ()
 
 
 def _item_keys(head: bytes) -> tuple[str, ...]:
@@ -54,7 +51,7 @@ def _item_keys(head: bytes) -> tuple[str, ...]:
     for line in head.split(b"\n"):
         if not line.strip(b" \t\r"):
             continue
-        if len(line) == len(head) and len(head) >= _HEAD:
+        if len(line) == len(head) and len(head) >= fast.HEAD_BYTES:
             return ()  # a first line longer than the head: not this reader's
         try:
             page = json.loads(line)
@@ -78,7 +75,7 @@ def read(
     """The sessions of `source` in order, in batches, as `fast_ndjson.read` gives them (and
     on the same terms: `con` preserves insertion order; `NotJson`, `Fallback`)."""
     with open_bytes(source) as stream:
-        usual = _item_keys(stream.read(_HEAD))
+        usual = _item_keys(stream.read(fast.HEAD_BYTES))
     if not usual:
         raise fast.Fallback("the first line is not an API page of items with the usual keys")
     sql = _pages_sql(usual, tolerant, source.gzipped)
@@ -199,14 +196,10 @@ FROM (
 @lru_cache(maxsize=8)
 def _typing_sql(usual: tuple[str, ...]) -> str:
     aliases = key_aliases()
-    values = {aliases[key]: _quoted(key) for key in usual}
+    values = {aliases[key]: fast.quoted(key) for key in usual}
     selected, sure = strict.columns(values, "_suspect")
     texts = strict.texts(values, "_suspect")
     return f"""
 SELECT coalesce({sure}, false) AS _ok, {", ".join(selected)}
 FROM (SELECT {", ".join(texts)} FROM _page_items)
 """
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -242,6 +242,7 @@ def _merge(
     changed = f'SELECT {stored}, "{PARTITION_COLUMN}" FROM ({incoming})'
     if counts.get("unchanged"):
         changed += f" WHERE session_key NOT IN ({unchanged})"
+    group_bytes = row_group_bytes(con)
     if _read_factor(con, accepted, set(changed_days)) > MAX_READ_FACTOR:
         # Scattered days: sorted by day once, so that each day's COPY reads its own rows.
         ordered = run.staging / "spill" / "by-day.parquet"
@@ -249,7 +250,7 @@ def _merge(
         con.execute(f"""
             COPY ({changed} ORDER BY "{PARTITION_COLUMN}") TO {views.quote(str(ordered))}
             (FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE 16384,
-             ROW_GROUP_SIZE_BYTES {row_group_bytes(con)})
+             ROW_GROUP_SIZE_BYTES {group_bytes})
         """)
         by_day = f"read_parquet({views.quote(str(ordered))}, hive_partitioning = false)"
 
@@ -268,7 +269,6 @@ def _merge(
             return f"SELECT {stored} FROM ({changed}) WHERE {within}"
 
     updated = f"SELECT session_key FROM {_COMPARED} WHERE outcome = 'updated'"
-    group_bytes = row_group_bytes(con)
 
     def rows_of(cur: duckdb.DuckDBPyConnection, d: str) -> str:
         if d not in rewritten or not files_in.get(d):
