@@ -23,6 +23,15 @@ class InputError(PipelineError):
         super().__init__(message)
 
 
+def unreadable(path: object, error: BaseException | None) -> BaseException:
+    """What to raise for a file whose reading failed with `error`: a file read a moment ago
+    that went away or broke under a pass of its own is the input's fault; anything else, as
+    it came."""
+    if isinstance(error, OSError):
+        return InputError(path, f"cannot read: {error.strerror or error}")
+    return error if error is not None else AssertionError(f"{path}: read, but no result")
+
+
 class WarehouseError(PipelineError):
     """The warehouse cannot be read or written."""
 

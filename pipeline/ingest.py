@@ -189,11 +189,18 @@ def _run(
     try:
         pseudonyms = pii.Pseudonyms(con, key) if key is not None else None
         for seq, (source, digest) in enumerate(todo):
-            hashing = manifest.Hashing(source.path) if digest is None else None
-            if hashing is not None:
+            # A file not hashed yet is hashed beside its read; a plain one in the pass that
+            # counts its lines for the fast readers (one read of the file, not two).
+            counter = None
+            hashing: manifest.Hashing | fast.LineCounter | None = None
+            if digest is None:
+                if fast.plain(source):
+                    hashing = counter = readers.line_counter(source, hashed=True)
+                else:
+                    hashing = manifest.Hashing(source.path)
                 hashing.start()
-            stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress)
-            stats.sha256 = hashing.result() if hashing is not None else str(digest)
+            stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress, counter)
+            stats.sha256 = hashing.sha256() if hashing is not None else str(digest)
             stats.bytes = source.size
             report.files.append(stats)
         progress.phase("merging")
@@ -264,13 +271,17 @@ def _ingest_file(
     options: Options,
     pseudonyms: pii.Pseudonyms | None,
     progress: Display,
+    counter: fast.LineCounter | None = None,
 ) -> FileReport:
     """Stage one file's rows: the fast reader's if it can read the file, else the exact one's
-    (from the start again: what the fast reader staged of it is removed)."""
+    (from the start again: what the fast reader staged of it is removed). `counter`: the
+    file's `readers.line_counter`, started, if there is one."""
     note = ""
     for attempt in readers.attempts(source):
         try:
-            stats = _stage_file(run, con, seq, source, options, pseudonyms, progress, attempt)
+            stats = _stage_file(
+                run, con, seq, source, options, pseudonyms, progress, attempt, counter
+            )
         except fast.Fallback as exc:
             note = str(exc)
             for folder in (run.accepted, run.rejected):
@@ -292,6 +303,7 @@ def _stage_file(
     pseudonyms: pii.Pseudonyms | None,
     progress: Display,
     attempt: str,
+    counter: fast.LineCounter | None,
 ) -> FileReport:
     progress.file(source.name)
     size = source.path.stat().st_size
@@ -304,7 +316,7 @@ def _stage_file(
         reader = con.cursor()
     else:
         reader = readers.fast_connection(run.staging / "spill-read", options.memory_limit)
-    frames = readers.batches(source, attempt, reader, read_warnings.append)
+    frames = readers.batches(source, attempt, reader, read_warnings.append, counter)
     batches = read_ahead(frames, reader.interrupt)
     done = readers.fraction_read(source, attempt, reader)
     try:

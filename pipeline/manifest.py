@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError, WarehouseError
+from pipeline.errors import WarehouseError, unreadable
 from pipeline.store.location import Warehouse
 
 FOLDER = "manifests"
@@ -110,12 +110,8 @@ class Hashing(threading.Thread):
         except BaseException as exc:  # raised by `result`, in the ingest's thread
             self._error = exc
 
-    def result(self) -> str:
+    def sha256(self) -> str:
         self.join()
-        if isinstance(self._error, OSError):
-            # The file read a moment ago went away or broke under the hash: the input's fault.
-            raise InputError(self._path, f"cannot read: {self._error.strerror or self._error}")
-        if self._error is not None:
-            raise self._error
-        assert self._digest is not None
+        if self._digest is None:
+            raise unreadable(self._path, self._error)
         return self._digest

@@ -39,7 +39,7 @@ MAX_LINE_BYTES = 1 << 20
 # A space beside a quote: DuckDB's CSV parser drops one before an opening quote and those
 # after a closing one, where the exact reader's (Arrow's) keeps them as text. A file that has
 # one anywhere (`, "2"`, `"a" "b"`, or `""hi"" there` inside a field) is read the exact way.
-_SPACE_BY_QUOTE = (b' "', b'" ')
+REFUSED = (b' "', b'" ')
 # What the exact reader's parser (Arrow's CSV reader, default options) reads as null.
 _NULL_SPELLINGS = tuple(pacsv.ConvertOptions().null_values)
 # DuckDB's null text, one no field holds (a control character no export writes): so that an
@@ -79,11 +79,14 @@ def read(
     con: duckdb.DuckDBPyConnection,
     warn: Callable[[str], None],
     names: list[str],
+    counter: fast.LineCounter | None = None,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """The sessions of `source` (whose header is `names`) in batches, as `fast_ndjson.read`
-    gives them. `con` must preserve insertion order."""
-    counter = fast.LineCounter(source, refused=_SPACE_BY_QUOTE)
-    counter.start()
+    gives them. `con` must preserve insertion order. `counter`: the file's line count,
+    started (with `REFUSED`), if the caller has one."""
+    if counter is None:
+        counter = fast.LineCounter(source, refused=REFUSED)
+        counter.start()
     odd: list[np.ndarray] = []
     odd_rows = elements = 0
     try:

@@ -81,9 +81,11 @@ def read(
     warn: Callable[[str], None],
     *,
     tolerant: bool = False,
+    counter: fast.LineCounter | None = None,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """The sessions of `source` in order, in batches: ("typed", rows typed and ready for
     validation) or ("raw", rows as the exact readers give them, for the transform).
+    `counter`: the file's line count, started, if the caller has one.
 
     `con` must preserve insertion order (the rows' places are counted as they come). Each
     line is parsed as it is; with `tolerant`, checked first (`json_valid`), which a file with
@@ -96,7 +98,7 @@ def read(
     if not usual:
         raise fast.Fallback("the first line's keys are not the usual ones")
     sql = _sql(usual, tolerant, source.gzipped)
-    yield from read_lines(source, con, warn, sql, _split, tolerant=tolerant)
+    yield from read_lines(source, con, warn, sql, _split, tolerant=tolerant, counter=counter)
 
 
 # Splits one batch of a query's lines (with the lines and elements before it) into typed rows
@@ -118,13 +120,16 @@ def read_lines(
     tolerant: bool,
     lines_at_a_time: int = fast.BATCH_ROWS,
     rows_of: Callable[[pa.RecordBatch], int] = len,
+    counter: fast.LineCounter | None = None,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """The batches `split` makes of `sql`'s rows: one a line of `source` (`$1`), in order,
     with `_blank`; batches of `fast.batches` (`rows_of` a batch of rows). The file's lines
-    are counted apart, beside DuckDB: a count other than DuckDB's is a `Fallback`, as is any
-    failure of its reading (or `NotJson`, see `fast.read_failures`)."""
-    counter = fast.LineCounter(source)
-    counter.start()
+    are counted apart, beside DuckDB (by `counter`, if given, started): a count other than
+    DuckDB's is a `Fallback`, as is any failure of its reading (or `NotJson`, see
+    `fast.read_failures`)."""
+    if counter is None:
+        counter = fast.LineCounter(source)
+        counter.start()
     try:
         odd_con = con.cursor()
         odd = fast.OddTexts(odd_con, warn)

@@ -71,6 +71,7 @@ def read(
     warn: Callable[[str], None],
     *,
     tolerant: bool = False,
+    counter: fast.LineCounter | None = None,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """The sessions of `source` in order, in batches, as `fast_ndjson.read` gives them (and
     on the same terms: `con` preserves insertion order; `NotJson`, `Fallback`)."""
@@ -89,6 +90,7 @@ def read(
         tolerant=tolerant,
         lines_at_a_time=LINES_AT_A_TIME,
         rows_of=_sessions,
+        counter=counter,
     )
 
 

@@ -12,7 +12,7 @@ import polars as pl
 
 from pipeline import memory, views
 from pipeline.progress import text_size
-from pipeline.read import fast_csv, fast_ndjson, fast_pages, read_export
+from pipeline.read import fast, fast_csv, fast_ndjson, fast_pages, read_export
 from pipeline.read.gather import gathered
 from pipeline.read.source import Format, Source
 
@@ -48,18 +48,33 @@ def attempts(source: Source) -> list[str]:
 
 
 def batches(
-    source: Source, attempt: str, con: duckdb.DuckDBPyConnection, warn: Callable[[str], None]
+    source: Source,
+    attempt: str,
+    con: duckdb.DuckDBPyConnection,
+    warn: Callable[[str], None],
+    counter: fast.LineCounter | None = None,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """`source`'s rows read the `attempt` way, in batches: ("typed", rows ready for
-    validation) or ("raw", text for the transform). A fast attempt needs `fast_connection`."""
+    validation) or ("raw", text for the transform). A fast attempt needs `fast_connection`.
+    `counter`: the file's `line_counter`, started, if the caller has one (else a fast reader
+    counts the lines itself)."""
     if attempt == EXACT:
         return (("raw", frame) for frame in gathered(read_export(source, con, warn)))
     if attempt in (PAGES, PAGES_TOLERANT):
-        return fast_pages.read(source, con, warn, tolerant=attempt == PAGES_TOLERANT)
+        tolerant = attempt == PAGES_TOLERANT
+        return fast_pages.read(source, con, warn, tolerant=tolerant, counter=counter)
     names = fast_csv.header(source) if source.format is Format.CSV else None
     if names is not None:
-        return fast_csv.read(source, con, warn, names)
-    return fast_ndjson.read(source, con, warn, tolerant=attempt == FAST_TOLERANT)
+        return fast_csv.read(source, con, warn, names, counter)
+    tolerant = attempt == FAST_TOLERANT
+    return fast_ndjson.read(source, con, warn, tolerant=tolerant, counter=counter)
+
+
+def line_counter(source: Source, *, hashed: bool) -> fast.LineCounter:
+    """A count of `source`'s lines for the fast readers (with what they refuse), not started;
+    `hashed`: hashing the file in the same pass (a `fast.plain` file only)."""
+    refused = fast_csv.REFUSED if source.format is Format.CSV else ()
+    return fast.LineCounter(source, refused, hashed=hashed)
 
 
 def fast_connection(spill: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
