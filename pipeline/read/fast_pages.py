@@ -200,7 +200,7 @@ def _typing_sql(usual: tuple[str, ...]) -> str:
     aliases = key_aliases()
     values = {aliases[key]: fast.quoted(key) for key in usual}
     selected, sure = strict.columns(values, "_suspect")
-    texts = strict.texts(values, "_suspect")
+    texts = strict.texts(values, "_suspect", starts=True)
     return f"""
 SELECT coalesce({sure}, false) AS _ok, {", ".join(selected)}
 FROM (SELECT {", ".join(texts)} FROM _page_items)

@@ -95,9 +95,16 @@ def columns(values: dict[str, str], suspect: str) -> tuple[list[str], str]:
     return selected, " AND ".join(sure) or "true"
 
 
-def texts(values: dict[str, str], suspect: str) -> list[str]:
-    """The SELECT list of each field's text, trimmed (see `text`), named for `columns`."""
-    return [f'{text(sql, suspect)} AS "{_TEXT}{name}"' for name, sql in values.items()]
+def texts(values: dict[str, str], suspect: str, *, starts: bool = False) -> list[str]:
+    """The SELECT list of each field's text, trimmed (see `text`), named for `columns`.
+
+    `starts`: a value is suspect also where its own first character is a blank or a control
+    character (every blank outside ASCII is a character `suspect` must see elsewhere)."""
+    return [
+        f"{text(sql, f'({suspect} OR ascii({sql}) <= 32)' if starts else suspect)}"
+        f' AS "{_TEXT}{name}"'
+        for name, sql in values.items()
+    ]
 
 
 # The prefix of the columns that hold a field's trimmed text between the two SELECTs.

@@ -102,6 +102,7 @@ def _page(n: int, seed: int, page: int = 0) -> dict[str, object]:
         ("a line not json", "fast"),
         ("an odd value in one item", "fast"),
         ("counts disagree", "fast"),
+        ("blanks at values' ends", "fast"),
         ("a page larger than a line may be", "exact"),
         ("not utf-8", "exact"),
     ],
@@ -121,6 +122,19 @@ def test_page_files_the_fast_reader_declines_or_takes(
         lines[4] = _page(1500, 99, page=4)
     elif case == "a line not json":
         lines.insert(3, "{not json")
+    elif case == "blanks at values' ends":
+        # Each on a page of its own, the only blank there: a value that starts with a blank is
+        # told by its first character, one that ends with one by its closing quote. (Sessions
+        # of their own: none superseded by a later delivery.)
+        for at, blank in enumerate([" ", "  ", "\t", "\xa0", "\u2003"]):
+            items = lines[at]["items"]  # type: ignore[index]
+            items[3] = {**items[3], "agent_name": f"{blank}Front desk", "session_id": f"b{at}"}
+            items = lines[7 - at % 3]["items"]  # type: ignore[index]
+            items[9 + at] = {
+                **items[9 + at],
+                "prompt_name": f"Triage{blank}",
+                "session_id": f"e{at}",
+            }
     body = _ndjson(lines, True, crlf=case == "crlf")
     if case == "gzip":
         body, name = gzip.compress(body), "pages.ndjson.gz"
@@ -138,6 +152,10 @@ def test_page_files_the_fast_reader_declines_or_takes(
         assert len(on_pages) == 2, exact_files[0]["warnings"]
     if case == "an odd value in one item":
         assert fast_files[0]["rows_rejected"] == 1
+    if case == "blanks at values' ends":
+        sessions, _ = stored(tmp_path / "warehouse-0")
+        for name in ("agent_name", "prompt_name"):
+            assert not any(v != v.strip() for v in sessions[name].drop_nulls()), name
 
 
 def test_items_keep_their_place_in_the_page(

@@ -587,13 +587,17 @@ def test_blanks_at_a_values_ends_are_trimmed_however_the_json_is_spaced(
     # A value ending with a space is followed by its quote and then a comma, a bracket or a
     # blank: the fast reader trims where it sees that, and only there.
     rows: list[dict[str, object]] = []
-    for i, record in enumerate(_lines(12, seed=8)):
+    for i, record in enumerate(_lines(20, seed=8)):
         # Only at the end (a blank at the start has a quote before it, whatever the spacing),
         # and in one field a line (the line is trimmed whole where one is seen): the last
         # key's value, before the brace, or another's, before the separator.
         edge = " " * (i % 3)
         record = {**record, "agent_name": f"name {i}{edge if i % 2 else ''}"}
         record["agent_id"] = f"agent {i}{'' if i % 2 else edge}"
+        # And at the start, told by the value's own first character: spaces, or a blank that
+        # is escaped or not ASCII.
+        record["prompt_name"] = f"{[' ', '  ', chr(9), chr(160), ''][i % 5]}prompt {i}"
+        record["session_id"] = f"ses_{i}"  # each stored: none superseded by another
         rows.append(record)
     first = _usual_record(False)
     rows[0] = {**first, "agent_name": "first"}
@@ -606,5 +610,5 @@ def test_blanks_at_a_values_ends_are_trimmed_however_the_json_is_spaced(
     fast_files, _ = both_ways([path], tmp_path, monkeypatch)
     assert fast_files[0]["reader"] == "fast"
     sessions, _ = stored(tmp_path / "warehouse-0")
-    for name in ("agent_name", "agent_id"):
+    for name in ("agent_name", "agent_id", "prompt_name"):
         assert not any(v != v.strip() for v in sessions[name].drop_nulls()), name
