@@ -41,6 +41,9 @@ DAYS_PER_WRITE = 1
 # at most this share of DuckDB's budget (two writers side by side); at 320 MB, 20 MB: more
 # than a typical day's rows, so a typical file keeps one row group.
 ROW_GROUP_SHARE = 16
+# How the stored files are compressed: zstd at its fastest level. DuckDB's default level (3)
+# spent 0.4 CPU s more writing 1M sessions, for files 0.8% smaller.
+STORED_COMPRESSION = "COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
 
 @dataclass
@@ -287,7 +290,7 @@ def _merge(
         target = folder / f"part-{run.run_id}-{kind}0.parquet"
         count = cur.execute(f"""
             COPY ({rows_of(cur, d)}) TO {views.quote(str(target))}
-            (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES {group_bytes})
+            (FORMAT parquet, {STORED_COMPRESSION}, ROW_GROUP_SIZE_BYTES {group_bytes})
         """).fetchall()[0][0]
         if not count:  # a rewritten day with no rows left: no file, and no folder
             target.unlink()
@@ -418,6 +421,6 @@ def write_rejects(run: Run, con: duckdb.DuckDBPyConnection) -> Path | None:
                                 hive_partitioning = false)
               ORDER BY _file_seq, element, item NULLS FIRST)
         TO {views.quote(str(target))}
-        (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES {row_group_bytes(con)})
+        (FORMAT parquet, {STORED_COMPRESSION}, ROW_GROUP_SIZE_BYTES {row_group_bytes(con)})
     """)
     return folder
