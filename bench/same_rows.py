@@ -61,11 +61,14 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="same-rows-"))
     env = {**os.environ, "SESSIONS_PII_KEY": KEY}
+    # Absolute: a build may run from a folder of its own (its checkout), where a relative path
+    # names that checkout's file of the same name (its own bundled sample, say), not this one.
+    exports = [str(Path(e).resolve()) for e in args.exports]
     found = []
     for name, executable in (("old", args.old), ("new", args.new)):
         warehouse = work / name
         subprocess.run(
-            [executable, "ingest", *args.exports, "-w", str(warehouse), "-q"], check=True, env=env
+            [executable, "ingest", *exports, "-w", str(warehouse), "-q"], check=True, env=env
         )
         found.append(stored(warehouse))
     (old_sessions, old_rejects), (new_sessions, new_rejects) = found
