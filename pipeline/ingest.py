@@ -123,17 +123,19 @@ def ingest(
         key = _check_pii(previous, options.pii, notify)
         report = IngestReport(str(wh), run_id="", pii=options.pii.value)
         seen, sizes = previous.ingested(), previous.sizes()
-        todo: list[tuple[Source, str | None]] = []
+        todo: list[tuple[Source, str | None, Stamp]] = []
         for source in sources:
-            if options.force or (sizes is not None and source.size not in sizes):
+            # Before any pass over it: the file must be the same once it is read and hashed.
+            stamp = _stamp(source)
+            if options.force or (sizes is not None and stamp[0] not in sizes):
                 # Not a repeat, whatever its hash: hashed while it is read (`_run`).
-                todo.append((source, None))
+                todo.append((source, None, stamp))
                 continue
             digest = manifest.file_hash(source.path)
             if digest in seen and not options.force:
                 report.skipped.append(SkippedFile(source.name, seen[digest]["run_id"]))
             else:
-                todo.append((source, digest))
+                todo.append((source, digest, stamp))
         if not todo:
             database.refresh(wh, target.version)
             return report
@@ -175,9 +177,21 @@ def ingest(
     return report
 
 
+# A file's size and modification time (ns), as `os.stat` gives them.
+Stamp = tuple[int, int]
+
+
+def _stamp(source: Source) -> Stamp:
+    try:
+        status = source.path.stat()
+    except OSError as exc:
+        raise InputError(source.path, f"cannot read: {exc.strerror or exc}") from None
+    return status.st_size, status.st_mtime_ns
+
+
 def _run(
     run: Run,
-    todo: list[tuple[Source, str | None]],
+    todo: list[tuple[Source, str | None, Stamp]],
     options: Options,
     key: bytes | None,
     report: IngestReport,
@@ -188,7 +202,7 @@ def _run(
     con = merge.connect(run, options.memory_limit)
     try:
         pseudonyms = pii.Pseudonyms(con, key) if key is not None else None
-        for seq, (source, digest) in enumerate(todo):
+        for seq, (source, digest, stamp) in enumerate(todo):
             # A file not hashed yet is hashed beside its read; a plain one in the pass that
             # counts its lines for the fast readers (one read of the file, not two).
             counter = None
@@ -201,7 +215,16 @@ def _run(
                 hashing.start()
             stats = _ingest_file(run, con, seq, source, options, pseudonyms, progress, counter)
             stats.sha256 = hashing.sha256() if hashing is not None else str(digest)
-            stats.bytes = source.size
+            if _stamp(source) != stamp:
+                # Still being written (a download, an export job), or replaced: its rows and its
+                # hash may be of two versions, and the manifest would name the file wrongly.
+                raise InputError(
+                    source.path,
+                    "changed while it was read (its size or modification time); nothing was "
+                    "committed",
+                    "ingest it again once it is complete",
+                )
+            stats.bytes = stamp[0]
             report.files.append(stats)
         progress.phase("merging")
         merged = merge.merge(run, con, target.version)
@@ -306,7 +329,7 @@ def _stage_file(
     counter: fast.LineCounter | None,
 ) -> FileReport:
     progress.file(source.name)
-    size = source.path.stat().st_size
+    size = _stamp(source)[0]  # (a file gone by now is the input's fault, not the warehouse's)
     stats = FileReport(source.name, source.format.value, encoding=source.encoding)
     # The reader runs in its own thread with its own connection (one DuckDB connection serves
     # one thread at a time) and its own list of warnings, so that their order is the file's.

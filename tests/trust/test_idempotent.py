@@ -6,9 +6,13 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from deltalake import DeltaTable
 
+from pipeline import ingest as ingest_module
+from pipeline.errors import InputError
 from pipeline.ingest import Options, ingest
 from tests.conftest import ndjson, run_cli, session, tree
 
@@ -99,3 +103,39 @@ def test_a_repeat_is_found_in_a_manifest_that_kept_no_sizes(
     copy.write_bytes(path.read_bytes())
     report = ingest([str(copy)], wh)
     assert not report.files and [s.path for s in report.skipped] == [str(copy)]
+
+
+@pytest.mark.parametrize("hashed", ["beside the read", "before the read"])
+def test_a_file_that_changes_while_it_is_read_is_not_committed(
+    write: Write, wh: Path, monkeypatch: pytest.MonkeyPatch, hashed: str
+) -> None:
+    # An export still being written (a download, an export job): its rows and its hash could
+    # be of two versions, and the manifest would name a file that does not exist. Whether the
+    # file is hashed as it is read (a size no ingested file has) or before (a size one has).
+    first = write("a.ndjson", ndjson([session(n) for n in range(3)]))
+    ingest([str(first)], wh)
+    before = tree(wh)
+    count = 3 if hashed == "before the read" else 4
+    growing = write("b.ndjson", ndjson([session(n + 3) for n in range(count)]))
+    assert (growing.stat().st_size == first.stat().st_size) == (hashed == "before the read")
+    real = ingest_module._ingest_file
+
+    def then_grows(*args: Any, **kwargs: Any) -> Any:
+        stats = real(*args, **kwargs)
+        with growing.open("ab") as f:
+            f.write(ndjson([session(99)]))
+        return stats
+
+    monkeypatch.setattr(ingest_module, "_ingest_file", then_grows)
+    with pytest.raises(InputError, match="changed while it was read") as caught:
+        ingest([str(growing)], wh)
+    assert caught.value.exit_code == 2 and caught.value.path == str(growing)
+    assert tree(wh) == before
+    monkeypatch.setattr(ingest_module, "_ingest_file", real)
+    # Once complete, it is ingested whole, under its final hash and size.
+    report = ingest([str(growing)], wh)
+    assert report.committed and report.rows_read == count + 1
+    _, body = _manifest(wh)
+    entry = body["ingests"][-1]["files"][0]
+    assert entry["sha256"] == hashlib.sha256(growing.read_bytes()).hexdigest()
+    assert entry["bytes"] == growing.stat().st_size
