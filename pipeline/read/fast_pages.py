@@ -155,10 +155,15 @@ def _split(
 
 
 # A page as `json_records` reads one: `items` named once, a list; and its counts, as
-# `json_records.page_warnings` reads them, agreeing with its items (else it warns).
+# `json_records.page_warnings` reads them, agreeing with its items (else it warns). Where a
+# count is missing, only `page_size` is checked, as there: `greatest` and `least` pass over a
+# null, and a page without counts seemed to disagree (every such page went the exact way).
 _AGREE = """(
   NOT coalesce(TRY_CAST(_p.page_size AS BIGINT) < len(_p.items), false)
-  AND NOT coalesce(len(_p.items) <> least(greatest(
+  AND NOT coalesce(
+    TRY_CAST(_p.page AS BIGINT) IS NOT NULL AND TRY_CAST(_p.page_size AS BIGINT) IS NOT NULL
+    AND TRY_CAST(_p.total_count AS BIGINT) IS NOT NULL
+    AND len(_p.items) <> least(greatest(
         TRY_CAST(_p.total_count AS BIGINT)::HUGEINT
           - TRY_CAST(_p.page AS BIGINT)::HUGEINT * TRY_CAST(_p.page_size AS BIGINT),
         0), TRY_CAST(_p.page_size AS BIGINT)), false))"""

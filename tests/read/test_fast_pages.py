@@ -220,6 +220,36 @@ def test_each_item_comes_with_its_line_element_and_place_in_the_page(tmp_path: P
     assert got == expected
 
 
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {},
+        {"page_size": 50},
+        {"page": 0, "page_size": 50},
+        {"page": None, "page_size": None, "total_count": None},
+        {"page": "first", "page_size": 50, "total_count": 10},
+    ],
+)
+def test_a_page_without_all_its_counts_is_typed_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counts: dict[str, object]
+) -> None:
+    # The exact reader checks a page's counts only where it has them all (and `page_size`
+    # alone against its items): nothing to warn of, so nothing to send its way.
+    lines: list[object] = [{"items": _lines(50, seed), **counts} for seed in range(4)]
+    path = tmp_path / "pages.ndjson"
+    path.write_bytes(_ndjson(lines, True, False))
+    con = readers.fast_connection(tmp_path / "spill", "1GB")
+    try:
+        batches = list(readers.batches(sniff(path), readers.PAGES, con, print))
+    finally:
+        con.close()
+    assert {kind for kind, _ in batches} == {"typed"}
+    assert sum(len(frame) for _, frame in batches) == 200
+    fast_files, exact_files = both_ways([path], tmp_path, monkeypatch)
+    assert fast_files[0]["reader"] == "fast"
+    assert not [w for w in exact_files[0]["warnings"] if w.startswith("line ")]  # none of pages
+
+
 def test_a_line_naming_items_twice_is_a_record_and_no_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
