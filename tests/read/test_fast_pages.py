@@ -23,6 +23,7 @@ from tests.read.test_fast_readers import (
     _usual,
     _usual_record,
     both_ways,
+    read_batches,
     records,
     stored,
 )
@@ -202,11 +203,7 @@ def test_each_item_comes_with_its_line_element_and_place_in_the_page(tmp_path: P
     lines.insert(2, "")  # a blank line: counted as a line, not as an element
     path = tmp_path / "pages.ndjson"
     path.write_bytes(_ndjson(lines, True, False))
-    con = readers.fast_connection(tmp_path / "spill", "1GB")
-    try:
-        batches = list(readers.batches(sniff(path), readers.PAGES, con, print))
-    finally:
-        con.close()
+    batches = read_batches(path, readers.PAGES, tmp_path)
     assert {kind for kind, _ in batches} == {"typed"}
     got = [
         (row["session_id"], row["_line"], row["_element"], row["_item"])
@@ -238,11 +235,7 @@ def test_a_page_without_all_its_counts_is_typed_fast(
     lines: list[object] = [{"items": _lines(50, seed), **counts} for seed in range(4)]
     path = tmp_path / "pages.ndjson"
     path.write_bytes(_ndjson(lines, True, False))
-    con = readers.fast_connection(tmp_path / "spill", "1GB")
-    try:
-        batches = list(readers.batches(sniff(path), readers.PAGES, con, print))
-    finally:
-        con.close()
+    batches = read_batches(path, readers.PAGES, tmp_path)
     assert {kind for kind, _ in batches} == {"typed"}
     assert sum(len(frame) for _, frame in batches) == 200
     fast_files, exact_files = both_ways([path], tmp_path, monkeypatch)

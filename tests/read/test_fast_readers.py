@@ -84,6 +84,16 @@ def both_ways(
     return fast_files, exact_files
 
 
+def read_batches(path: Path, attempt: str, tmp: Path) -> list[tuple[str, pl.DataFrame]]:
+    """The batches a fast reader gives of `path`, read the `attempt` way, on a connection
+    of its own."""
+    con = readers.fast_connection(tmp / "spill", "1GB")
+    try:
+        return list(readers.batches(sniff(path), attempt, con, print))
+    finally:
+        con.close()
+
+
 def _difference(a: pl.DataFrame, b: pl.DataFrame) -> str:
     if a.shape != b.shape or a.columns != b.columns:
         return f"shapes {a.shape} {b.shape}, columns {a.columns} {b.columns}"
@@ -531,11 +541,7 @@ def test_the_fast_csv_reader_keeps_the_files_order(tmp_path: Path) -> None:
     )
     path = tmp_path / "export.csv"
     rows.write_csv(path)
-    con = readers.fast_connection(tmp_path / "spill", "1GB")
-    try:
-        batches = list(readers.batches(sniff(path), readers.FAST, con, print))
-    finally:
-        con.close()
+    batches = read_batches(path, readers.FAST, tmp_path)
     assert {kind for kind, _ in batches} == {"typed"}
     got = pl.concat([frame.select("session_id", "_element") for _, frame in batches])
     assert len(got) == n
