@@ -16,7 +16,13 @@ import duckdb
 import polars as pl
 
 from pipeline import manifest, memory, pii, stops
-from pipeline.errors import InputError, PipelineError, RejectRateExceeded, WarehouseError
+from pipeline.errors import (
+    InputError,
+    PipelineError,
+    RejectRateExceeded,
+    WarehouseError,
+    unreadable,
+)
 from pipeline.pii import PiiMode
 from pipeline.progress import QUIET, Display
 from pipeline.read import Source, fast, readers, sniff
@@ -185,7 +191,7 @@ def _stamp(source: Source) -> Stamp:
     try:
         status = source.path.stat()
     except OSError as exc:
-        raise InputError(source.path, f"cannot read: {exc.strerror or exc}") from None
+        raise unreadable(source.path, exc) from None
     return status.st_size, status.st_mtime_ns
 
 

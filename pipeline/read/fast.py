@@ -199,7 +199,6 @@ class LineCounter(threading.Thread):
         buffer = bytearray(_COUNT_BLOCK)
         view = memoryview(buffer)
         digest = hashlib.sha256() if self._hashed else None
-        self._lines, self._last = 0, b"\n"
         with self._open() as stream:
             if digest is not None:
                 # The raw bytes of a plain file: the hash sees a leading byte order mark, the

@@ -49,11 +49,6 @@ class Source:
     def name(self) -> str:
         return str(self.path)
 
-    @property
-    def size(self) -> int:
-        """The file's size as received (compressed or not), in bytes."""
-        return self.path.stat().st_size
-
     def encoding_warning(self) -> str | None:
         """What the report says of a file not in UTF-8."""
         if self.encoding == "utf-8":
