@@ -22,6 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.memory import ENV as MEMORY_LIMIT_ENV
 from pipeline.memory import MEMORY_LIMIT
 from pipeline.scope import Scope
+from schemas.imports import hide
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -231,6 +232,9 @@ def main() -> None:
     # A stop request unwinds whatever runs, so that an ingest abandons its run cleanly.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _stop)
+    # No command uses pandas; where it is installed, pyarrow and pandera loaded it anyway
+    # (`schemas.imports`). The commands run as where it is not, as their tests do.
+    hide(("pandas",))
 
 
 @main.command()
