@@ -19,10 +19,10 @@ import click
 
 from pipeline import __version__, stops
 from pipeline.errors import PipelineError
+from pipeline.imports import hide
 from pipeline.memory import ENV as MEMORY_LIMIT_ENV
 from pipeline.memory import MEMORY_LIMIT
 from pipeline.scope import Scope
-from schemas.imports import hide
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -233,7 +233,7 @@ def main() -> None:
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _stop)
     # No command uses pandas; where it is installed, pyarrow and pandera loaded it anyway
-    # (`schemas.imports`). The commands run as where it is not, as their tests do.
+    # (`pipeline.imports`). The commands run as where it is not, as their tests do.
     hide(("pandas",))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from schemas.imports import hidden
+from pipeline.imports import hidden
 
 
 def _imported() -> ModuleType:

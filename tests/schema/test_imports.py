@@ -1,5 +1,5 @@
 """No command loads pandas, and validation does not load hypothesis, where they are installed
-(`schemas.imports`): pyarrow and pandera imported them for conversions and data synthesis
+(`pipeline.imports`): pyarrow and pandera imported them for conversions and data synthesis
 this project never uses, 1-2 s of every command where pandas is installed."""
 
 from __future__ import annotations
@@ -61,3 +61,16 @@ def test_validation_does_not_load_hypothesis(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]"
     # hypothesis stays importable afterwards (the tests use it).
     assert subprocess.run([sys.executable, "-c", "import schemas, hypothesis"]).returncode == 0
+
+
+def test_the_command_line_starts_without_the_data_libraries() -> None:
+    # `sessions --help` and every command's help answer at once: the libraries load with the
+    # command that needs them (hiding pandas must not load pandera to get at the hiding).
+    code = (
+        "import sys, pipeline.cli\n"
+        "heavy = {'polars', 'pyarrow', 'duckdb', 'pandera', 'deltalake', 'schemas'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
