@@ -17,9 +17,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from pipeline import __version__, stops
+from pipeline import __version__, imports, stops
 from pipeline.errors import PipelineError
-from pipeline.imports import hide
 from pipeline.memory import ENV as MEMORY_LIMIT_ENV
 from pipeline.memory import MEMORY_LIMIT
 from pipeline.scope import Scope
@@ -208,6 +207,20 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _without_pandas(func: F) -> F:
+    """Run the command as where pandas and hypothesis are not installed, on every thread of
+    it (`pipeline.imports`): an ingest needs neither, and pyarrow and pandera loaded them
+    anyway, 1-2 s of an ingest where they are installed. Not for a command that may start
+    Spark Connect, whose client needs pandas."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with imports.hidden(("pandas", "hypothesis"), every_thread=True):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _show(report: Any, options: dict[str, Any]) -> None:
     """An ingest's report as the command's options ask: JSON, text, or nothing (--quiet)."""
     if options.get("as_json"):
@@ -232,9 +245,6 @@ def main() -> None:
     # A stop request unwinds whatever runs, so that an ingest abandons its run cleanly.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _stop)
-    # No command uses pandas; where it is installed, pyarrow and pandera loaded it anyway
-    # (`pipeline.imports`). The commands run as where it is not, as their tests do.
-    hide(("pandas",))
 
 
 @main.command()
@@ -256,6 +266,7 @@ def main() -> None:
 @memory_limit_option
 @quiet_option
 @_user_errors
+@_without_pandas
 def ingest(
     paths: tuple[str, ...],
     warehouse: str,
@@ -405,6 +416,7 @@ def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
 @memory_limit_option
 @quiet_option
 @_user_errors
+@_without_pandas
 def pull(
     since: str,
     until: str | None,
