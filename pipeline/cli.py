@@ -209,12 +209,15 @@ def _user_errors(func: F) -> F:
 
 def _without_pandas(func: F) -> F:
     """Run the command as where pandas and hypothesis are not installed, on every thread of
-    it (`pipeline.imports`): an ingest needs neither, and pyarrow and pandera loaded them
-    anyway, 1-2 s of an ingest where they are installed. Not for a command that may start
-    Spark Connect, whose client needs pandas."""
+    it (`pipeline.imports`): no command needs them, and pyarrow and pandera loaded them
+    anyway where they are installed, about 1 s of every command (a sixth of an ingest of 1M
+    sessions, a third of `sessions stats`). Not with `--engine spark`: the client of Spark
+    Connect (`SPARK_REMOTE`) needs pandas."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("engine") == "spark":
+            return func(*args, **kwargs)
         with imports.hidden(("pandas", "hypothesis"), every_thread=True):
             return func(*args, **kwargs)
 
@@ -491,6 +494,7 @@ def pull(
 @click.option("--sessions", "count", default=3000, show_default=True, help="Sessions to generate.")
 @click.option("--seed", default=7, show_default=True, help="Random seed; same seed, same files.")
 @_user_errors
+@_without_pandas
 def generate(out_dir: Path, count: int, seed: int) -> None:
     """Write synthetic session exports in every format to OUT_DIR.
 
@@ -594,6 +598,7 @@ def _format(fmt: str | None) -> str:
 @engine_option
 @spark_master_option
 @_user_errors
+@_without_pandas
 def stats(
     by: str,
     scope: Scope,
@@ -735,6 +740,7 @@ def _shares(text: str | None) -> list[float] | None:
 @warehouse_option
 @as_of_option
 @_user_errors
+@_without_pandas
 def compare(
     by: str,
     scope: Scope,
@@ -804,6 +810,7 @@ def compare(
 @engine_option
 @spark_master_option
 @_user_errors
+@_without_pandas
 def sql_command(
     query_text: str,
     fmt: str | None,
@@ -870,6 +877,7 @@ def _write(rows: Any, fmt: str, shown: list[str] | None = None) -> int:
     help="The SQL dialect to print the views in.",
 )
 @_user_errors
+@_without_pandas
 def views_command(dialect: str) -> None:
     """Print the views' definitions in another SQL dialect, to run them elsewhere.
 
@@ -896,6 +904,7 @@ def views_command(dialect: str) -> None:
 @main.command(name="check")
 @warehouse_option
 @_user_errors
+@_without_pandas
 def check_command(warehouse: str) -> None:
     """Verify a warehouse and say how to repair what is wrong.
 
@@ -916,6 +925,7 @@ def check_command(warehouse: str) -> None:
 @main.command(name="rebuild")
 @warehouse_option
 @_user_errors
+@_without_pandas
 def rebuild_command(warehouse: str) -> None:
     """Rebuild <warehouse>/sessions.duckdb over the latest version's files.
 
@@ -945,6 +955,7 @@ def rebuild_command(warehouse: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON object.")
 @_user_errors
+@_without_pandas
 def vacuum_command(warehouse: str, retain_hours: int, force: bool, as_json: bool) -> None:
     """Delete the files no recent version reads: files replaced by ingests or optimize more
     than --retain hours ago, and what ingests that were killed left behind.
@@ -966,6 +977,7 @@ def vacuum_command(warehouse: str, retain_hours: int, force: bool, as_json: bool
 @warehouse_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON object.")
 @_user_errors
+@_without_pandas
 def optimize_command(warehouse: str, as_json: bool) -> None:
     """Compact each day's small files into few large ones, in one commit.
 
@@ -987,6 +999,7 @@ def optimize_command(warehouse: str, as_json: bool) -> None:
 @main.command(name="migrate")
 @warehouse_option
 @_user_errors
+@_without_pandas
 def migrate_command(warehouse: str) -> None:
     """Convert a warehouse of the layout before Delta Lake (`current` link, `.snapshots/`)
     into Delta tables, in place, keeping every session, reject and the manifest.
@@ -1003,6 +1016,7 @@ def migrate_command(warehouse: str) -> None:
 @warehouse_option
 @format_option
 @_user_errors
+@_without_pandas
 def history_command(warehouse: str, fmt: str | None) -> None:
     """The versions of the sessions table, newest first: what --as-of takes.
 
@@ -1027,6 +1041,7 @@ def history_command(warehouse: str, fmt: str | None) -> None:
 @scope_options
 @as_of_option
 @_user_errors
+@_without_pandas
 def report_command(warehouse: str, out: str, scope: Scope, as_of: str | None) -> None:
     """Write a self-contained HTML report: headline figures, charts and tables.
 

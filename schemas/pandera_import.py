@@ -4,7 +4,7 @@ Wherever pyspark is installed (the Spark extra, which `make test` installs), `im
 loads pyspark.pandas and pandas-on-Spark's typing, for types this project never uses: 0.3 s
 to 1 s on every command that validates (measured: the bench's `sessions ingest`). pyspark is
 hidden for that one import, on the importing thread (`imports.hidden`), and stays importable
-for the Spark engine. (`sessions ingest` hides pandas and hypothesis as well: `cli`.)
+for the Spark engine. (The commands hide pandas and hypothesis as well: `cli`.)
 Import pandera from here, never directly, so that the first import is this one.
 """
 
@@ -18,9 +18,6 @@ from pipeline.imports import hidden
 
 def _imported() -> ModuleType:
     with hidden(("pyspark",)):
-        # pandera's polars checks: imported at the first validation otherwise, where what the
-        # caller hides (`sessions ingest`: hypothesis, which they load) may no longer be.
-        import pandera.backends.polars.builtin_checks
         import pandera.polars
 
         return pandera.polars
