@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow
 
-from schemas.pandera_import import pa
+if TYPE_CHECKING:
+    from schemas.pandera_import import pa
 
 
 class Kind(Enum):
@@ -220,29 +221,37 @@ def _plausible(data: Any) -> pl.LazyFrame:
     return frame.select(column.is_null() | ~column.is_finite() | (column <= MAX_DURATION_S))
 
 
-# Value rules beyond type and nullability, each named by the rule a rejected row gives. They
-# live in the schema so that pandera itself rejects a bad value; the transform parses text
-# into types and, for the timestamp window, applies `in_window` itself (see there).
-_CHECKS: dict[str, list[pa.Check]] = {
-    "timestamp": [
-        pa.Check(_in_window, name="out_of_range"),
-    ],
-    "duration": [
-        pa.Check.ge(0),
-        pa.Check(_finite, name="not_finite"),
-        pa.Check(_plausible, name="implausible"),
-    ],
-}
+def _checks() -> dict[str, list[pa.Check]]:
+    """Value rules beyond type and nullability, each named by the rule a rejected row gives.
+    They live in the schema so that pandera itself rejects a bad value; the transform parses
+    text into types and, for the timestamp window, applies `in_window` itself (see there)."""
+    from schemas.pandera_import import pa
+
+    return {
+        "timestamp": [
+            pa.Check(_in_window, name="out_of_range"),
+        ],
+        "duration": [
+            pa.Check.ge(0),
+            pa.Check(_finite, name="not_finite"),
+            pa.Check(_plausible, name="implausible"),
+        ],
+    }
 
 
 def pandera_schema() -> pa.DataFrameSchema:
-    """The Pandera schema every batch of parsed sessions is validated against."""
+    """The Pandera schema every batch of parsed sessions is validated against. (pandera is
+    imported here, by the commands that validate: the others use the schema's fields only,
+    and its import was a third of a short command such as `sessions stats`.)"""
+    from schemas.pandera_import import pa
+
+    checks = _checks()
     return pa.DataFrameSchema(
         {
             f.name: pa.Column(
                 f.polars_type,
                 nullable=f.nullable,
-                checks=_CHECKS.get(f.name, []),
+                checks=checks.get(f.name, []),
                 description=f.description,
             )
             for f in SESSION_FIELDS

@@ -142,3 +142,15 @@ def test_the_command_line_starts_without_the_data_libraries() -> None:
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
     )
     assert _python(code) == "[]"
+
+
+def test_the_schemas_load_pandera_only_to_validate() -> None:
+    # Commands that read the warehouse use the schema's fields, never pandera; the schema
+    # itself is pandera's once asked for.
+    code = (
+        "import sys, schemas\n"
+        "before = 'pandera' in sys.modules\n"
+        "schema = schemas.pandera_schema()\n"
+        "print(before, 'pandera' in sys.modules, len(schema.columns) == len(schemas.FIELD_NAMES))\n"
+    )
+    assert _python(code) == "False True True"
