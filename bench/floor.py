@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from measure import ROOT, Result, python
+from measure import ROOT, Failed, Result, python, repeated
 
 # What the checks the ingest may not skip cost on their own, in CPU seconds: each line's key
 # names (unknown and duplicate keys), Pandera on the typed sessions, the independent count of
@@ -98,3 +98,95 @@ def floor_table(reference: Result, floor: dict[str, float], ratio: float = 0.4) 
         *[f"| {step} | {seconds:.2f} |" for step, seconds in steps],
         f"| **together** | **{total:.2f}** ({total / budget:.0%} of the {budget:.2f} s) |",
     ]
+
+
+# The SQL of the least an ingest that reads as ours does can do with a file: the fast
+# reader's own query (each line's keys, its values typed only where their layout leaves no
+# doubt), the content hash of each row it types, and the rows into one zstd Parquet file.
+# Built by the project's own code, in a process of its own; the SQL is then run by a process
+# that imports DuckDB alone.
+_LOWER_BOUND_SQL = """
+import sys
+from pathlib import Path
+from pipeline.read import fast_csv, fast_ndjson
+from pipeline.read.source import Format, sniff
+from pipeline.store import merge
+from schemas import FIELD_NAMES
+
+path, out, sql_file = sys.argv[1:4]
+source = sniff(Path(path))
+if source.format is Format.CSV:
+    query = fast_csv._sql(tuple(fast_csv.header(source)), source.gzipped)
+else:
+    with open(path, "rb") as f:
+        usual = fast_ndjson._usual_keys(f.read(1 << 20))
+    query = fast_ndjson._sql(usual, fast_ndjson.tolerance_needed(source), source.gzipped)
+query = query.replace("$1", "'" + path.replace("'", "''") + "'")
+content_hash = merge._content_hash_sql().replace('"extra_fields"', "NULL::VARCHAR")
+names = ", ".join(f'"{n}"' for n in FIELD_NAMES)
+Path(sql_file).write_text(
+    f"COPY (SELECT {names}, {content_hash} AS content_hash FROM ({query}) WHERE _ok) "
+    f"TO '{out}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
+)
+"""
+_RUN_SQL = """
+import sys, duckdb
+con = duckdb.connect()
+con.execute("SET preserve_insertion_order = false")
+con.execute(open(sys.argv[1]).read())
+"""
+LOWER_BOUND = "lower bound: the fast reader's query, content hash, one zstd file"
+
+
+def lower_bound(
+    path: Path, label: str, rows: int, work: Path, repeat: int, reference: str
+) -> Result | None:
+    """The lower bound of an ingest of `path` with today's reading (see `_LOWER_BOUND_SQL`):
+    no line count, Pandera, pseudonyms, deduplication, partitions, Delta commit or views, and
+    none of the imports but DuckDB's. None when it cannot be built (the ingest's parts were
+    renamed) or run: the rest of the benchmark goes on."""
+    sql_file, out = work / "lower_bound.sql", work / "lower_bound.parquet"
+    if (failure := build_lower_bound(path, out, sql_file)) is not None:
+        print(f"  lower bound: not measured ({failure})", flush=True)
+        return None
+    try:
+        return repeated(
+            f"{LOWER_BOUND} ({label})",
+            lower_bound_command(sql_file),
+            rows, path.stat().st_size, repeat, reference=reference,
+        )  # fmt: skip
+    except Failed as exc:
+        print(f"  lower bound: not measured ({exc})", flush=True)
+        return None
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def build_lower_bound(path: Path, out: Path, sql_file: Path) -> str | None:
+    """Write to `sql_file` the lower bound's SQL for `path`, writing to `out`; the last line
+    of the failure, if it could not be built."""
+    built = subprocess.run(
+        [*python(_LOWER_BOUND_SQL), str(path), str(out), str(sql_file)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    if built.returncode != 0:
+        return (built.stderr.strip().splitlines() or [f"exit {built.returncode}"])[-1]
+    return None
+
+
+def lower_bound_command(sql_file: Path) -> list[str]:
+    return [*python(_RUN_SQL), str(sql_file)]
+
+
+def lower_bound_note() -> str:
+    return (
+        f"{LOWER_BOUND[0].upper()}{LOWER_BOUND[1:]}: what any ingest that reads the file as "
+        "`sessions ingest` does must spend at least, in DuckDB alone. It runs the fast reader's "
+        "own query (each line's keys; each value typed only where its layout leaves no doubt, "
+        "so that it is the value the exact reader gives), hashes each typed row as the merge "
+        "does, and writes the rows to one zstd Parquet file. It leaves out all of this: the "
+        "imports but DuckDB's, the odd rows' exact reading, the independent line count and "
+        "the file's SHA-256, Pandera, pseudonyms, deduplication, day partitions, the Delta "
+        "commit and the views database. A target above its ratio is out of reach for this "
+        "reading."
+    )

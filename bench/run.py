@@ -148,6 +148,14 @@ def run(args: argparse.Namespace) -> None:
         full = ingest(export, wh, args.repeat, ref)
         results += [ref, full]
         ingests[export.kind] = full
+        if export.kind in ("ndjson", "csv", "odd_ndjson", "odd_csv"):
+            bound = floor.lower_bound(
+                export.path, export.label, export.rows, work, args.repeat, ref.case
+            )
+            if bound is not None:
+                results.append(bound)
+                if floor.lower_bound_note() not in notes:
+                    notes.append(floor.lower_bound_note())
         if export.kind == "ndjson":
             floor_cpu = floor.checks_alone(export.path, wh)
             sink = repeated(
