@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def write(
     view_rows: int,
     floor: dict[str, float],
     notes: list[str],
+    reach: Sequence[str] = (),
 ) -> None:
     by_case = {r.case: r for r in results}
     lines = [
@@ -84,6 +86,7 @@ def write(
     reference = by_case.get("DuckDB read_json -> parquet (ndjson)")
     if floor and reference is not None:
         lines += floor_table(reference, floor)
+    lines += list(reach)
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     args.out.write_text(text)

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> None:
     ingests: dict[str, Result] = {}
     peer_runs: dict[str, dict[str, Result]] = {}
     floor_cpu: dict[str, float] = {}
+    bounds: list[tuple[str, Result, Result, float, str]] = []
     runnable = [p for p in PEERS if p.missing() is None] if args.peers else []
     for p in PEERS:
         if args.peers and (why := p.missing()) is not None:
@@ -154,6 +155,7 @@ def run(args: argparse.Namespace) -> None:
             )
             if bound is not None:
                 results.append(bound)
+                bounds.append((export.label, bound, ref, *targets.INGEST_RATIO[export.kind]))
                 if floor.lower_bound_note() not in notes:
                     notes.append(floor.lower_bound_note())
         if export.kind == "ndjson":
@@ -233,7 +235,8 @@ def run(args: argparse.Namespace) -> None:
         peer_rows.append((name, runs.get("ndjson"), runs.get("csv")))
     if peer_rows:
         peer_rows.append(("sessions ingest", ingests["ndjson"], ingests["csv"]))
-    report.write(args, results, peer_rows, probed, views, view_rows, floor_cpu, notes)
+    reach = floor.reach_table(bounds, floor_cpu)
+    report.write(args, results, peer_rows, probed, views, view_rows, floor_cpu, notes, reach)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
