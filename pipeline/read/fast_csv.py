@@ -36,15 +36,18 @@ from schemas import FIELD_NAMES, key_aliases, repeated_fields
 # Odd records kept aside until the end, at most: a file with more is read the exact way.
 MAX_ODD = 100_000
 MAX_LINE_BYTES = 1 << 20
-# A space beside a quote: DuckDB's CSV parser drops one before an opening quote and those
-# after a closing one, where the exact reader's (Arrow's) keeps them as text. A file that has
-# one anywhere (`, "2"`, `"a" "b"`, or `""hi"" there` inside a field) is read the exact way.
-REFUSED = (b' "', b'" ')
+# DuckDB's null text, a control character no export writes: so that an empty field is read
+# as '' and a field a short record lacks (padded) as NULL.
+_PADDED = "\x02"
+# Read the exact way, a file that has anywhere:
+# - a space beside a quote: DuckDB's CSV parser drops one before an opening quote and those
+#   after a closing one, where the exact reader's (Arrow's) keeps them as text (`, "2"`,
+#   `"a" "b"`, or `""hi"" there` inside a field);
+# - the null text itself: DuckDB reads a field that is just that character, quoted or not, as
+#   null, where the exact reader keeps it (a session's id, and so its key, would change).
+REFUSED = (b' "', b'" ', _PADDED.encode())
 # What the exact reader's parser (Arrow's CSV reader, default options) reads as null.
 _NULL_SPELLINGS = tuple(pacsv.ConvertOptions().null_values)
-# DuckDB's null text, one no field holds (a control character no export writes): so that an
-# empty field is read as '' and a field a short record lacks (padded) as NULL.
-_PADDED = "\x02"
 
 
 def header(source: Source) -> list[str] | None:

@@ -455,6 +455,7 @@ def test_files_the_fast_reader_declines_or_takes(
         ("space before a quote", "exact"),
         ("space after a quote", "exact"),
         ("one column, blank lines", "exact"),
+        ("DuckDB's null text", "exact"),
     ],
 )
 def test_csv_files_the_fast_reader_declines_or_takes(
@@ -475,10 +476,16 @@ def test_csv_files_the_fast_reader_declines_or_takes(
                 "null",
                 "NA",
             )
+        if case == "DuckDB's null text" and i in (2, 5, 8):
+            # A field that is just the character DuckDB reads as null (`fast_csv._PADDED`):
+            # in a name, in the id (the session's key), and quoted.
+            values[7 if i == 2 else 1] = "\x02"
+            if i == 8:
+                values[7] = "QUOTED-NULL-TEXT"
         if case == "blank values and spaces" and i % 3 == 0:
             values[1], values[18] = f" {values[1]}\u00a0", f" {values[18]} "
         writer.writerow(values)
-    body = out.getvalue().encode()
+    body = out.getvalue().encode().replace(b"QUOTED-NULL-TEXT", b'"\x02"')
     name = "export.csv"
     if case in ("space before a quote", "space after a quote"):
         # DuckDB reads `, "x"` and `"x" ` as x; the exact reader as the text with its quotes
