@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -20,6 +21,15 @@ def test_it_is_stored_without_outputs() -> None:
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
+
+
+def test_every_cell_has_an_id() -> None:
+    # nbformat 4.5 asks for cell ids; nbformat warns of each missing one that it will become
+    # an error, and JupyterLab adds them on the next save (a diff nobody asked for).
+    raw = json.loads(NOTEBOOK.read_text())
+    ids = [cell.get("id") for cell in raw["cells"]]
+    assert (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5)
+    assert None not in ids and len(set(ids)) == len(ids)
 
 
 def test_it_runs_top_to_bottom_on_the_sample(
