@@ -36,6 +36,8 @@ def read(
                     yield _sessions(con, found, warn)
                 if found.pages:
                     _check_pages(con, found, warn)
+                    if (repeated := _repeated_items(con, found)) is not None:
+                        yield _sessions(con, repeated, warn)
         except Malformed as exc:
             raise InputError(source.path, f"Malformed JSON: {exc}") from None
         except OSError as exc:
@@ -69,6 +71,8 @@ def page_items(
             yield _sessions(con, found, warn, line, element)
         if found.pages:
             _check_pages(con, found, warn, line, element)
+            if (repeated := _repeated_items(con, found)) is not None:
+                yield _sessions(con, repeated, warn, line, element)
 
 
 def _sessions(
@@ -141,3 +145,41 @@ def _check_pages(
     )
     for warning in json_records.page_warnings(con, pages):
         warn(warning)
+
+
+def _repeated_items(con: duckdb.DuckDBPyConnection, found: Batch) -> Batch | None:
+    """The pages of `found` that name `items` more than once, each as one text to reject: the
+    page without the items that were read (each a `0`), so that the other `items` are kept
+    in the quarantine, with the reason `items: duplicate_key`. The scanner reads the first
+    array named `items` as the page's items; what follows it, another list of sessions
+    included, is the page's tail, which no row held (a page read whole is one rejected row,
+    as a record with a key twice)."""
+    # Most pages name `items` once, without escapes: those are not parsed again.
+    outlines = [
+        (page.element, page.outline())
+        for page in found.pages
+        if (page.head + page.tail).count(b"items") > 1 or b"\\" in page.head + page.tail
+    ]
+    if not outlines:
+        return None
+    texts = [outline for _, outline in outlines]
+    con.register("_outlines", pa.table({"_n": range(len(texts)), "_text": texts}))
+    try:
+        repeated = {
+            n
+            for (n,) in con.sql("""
+                SELECT _n FROM _outlines
+                WHERE json_valid(_text)
+                  AND len(list_filter(json_keys(_text), lambda k: k = 'items')) > 1
+            """).fetchall()
+        }
+    finally:
+        con.unregister("_outlines")
+    if not repeated:
+        return None
+    batch = Batch()
+    for n, (element, outline) in enumerate(outlines):
+        if n in repeated:
+            text = outline.encode()
+            batch.add(text, len(text), element, -1)
+    return batch

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.ingest import ingest
 from pipeline.read import Format, sniff
-from tests.conftest import ndjson, session, stored
+from tests.conftest import ndjson, rejects, session, stored
 
 RECORDS = [session(n) for n in range(5)]
 
@@ -155,3 +155,39 @@ def test_file_name_with_glob_characters(tmp_path: Path, wh: Path) -> None:
     path = tmp_path / "export[1]*.json"
     path.write_text(json.dumps(RECORDS))
     assert ingest([str(path)], wh).rows_accepted == 5
+
+
+def _page_with_items_twice(first: list[dict], second: list[dict]) -> str:
+    # A dict cannot hold a key twice: the page's text is written out.
+    return '{"items": ' + json.dumps(first) + ', "page": 0, "items": ' + json.dumps(second) + "}"
+
+
+@pytest.mark.parametrize("layout", ["document", "one page", "NDJSON line over 1 MB"])
+def test_a_page_naming_items_twice_loses_neither_list(
+    write: Callable[[str, bytes], Path], wh: Path, layout: str
+) -> None:
+    """The items of the first `items` are read; the page with the other list is one rejected
+    row (`items: duplicate_key`) that keeps it, as a page read whole is: nothing dropped."""
+    many = 4_000 if layout.startswith("NDJSON") else 2
+    first = [session(n) for n in range(many)]
+    second = [session(10_000 + n) for n in range(3)]
+    page = _page_with_items_twice(first, second)
+    if layout == "document":
+        path = write("pages.json", ("[" + page + "]").encode())
+    elif layout == "one page":
+        path = write("page.json", page.encode())
+    else:
+        path = write("pages.ndjson", (page + "\n").encode())
+        assert path.stat().st_size > 1 << 20  # read item by item, as a document is
+    report = ingest([str(path)], wh)
+    if layout == "one page":
+        # A single object is one record, read whole: the page is the rejected row.
+        assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (1, 0, 1)
+        assert [r["session_id"] for r in stored(wh)] == []
+    else:
+        assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (many + 1, many, 1)
+        assert sorted(r["session_id"] for r in stored(wh)) == sorted(s["session_id"] for s in first)
+    (reject,) = rejects(wh)
+    assert "items: duplicate_key" in reject["reason"]
+    for lost in second:
+        assert f'"session_id": "{lost["session_id"]}"' in reject["record"]
