@@ -102,6 +102,10 @@ def sniff(path: Path) -> Source:
     first = text[:1]
     if first in (b"[", b"{"):
         fmt = _json_format(text, complete)
+        if probe.encoding != "utf-8" and fmt is not Format.NDJSON and _mostly_records(text):
+            # Taken for a document of several values by a broken first line; a document in
+            # this encoding could not be read, NDJSON can (the line is one rejected row).
+            fmt = Format.NDJSON
         if probe.encoding != "utf-8" and fmt is not Format.NDJSON:
             raise InputError(
                 path,
@@ -163,6 +167,14 @@ def _json_format(text: bytes, complete: bool) -> Format:
     if document is Format.JSON_ARRAY:
         return document
     return Format.NDJSON if not lines[0].rstrip().endswith((b"{", b"[")) else document
+
+
+def _mostly_records(text: bytes) -> bool:
+    """Whether most of the first lines of `text` are each a whole JSON object, as NDJSON's
+    records are (a pretty-printed document's lines are not)."""
+    lines = [line.strip() for line in text.split(b"\n", 100)[:100] if line.strip()]
+    whole = sum(line[:1] == b"{" and _is_json(line) for line in lines)
+    return whole > 0 and 2 * whole >= len(lines)
 
 
 def _outline_holds(text: bytes, document: Format) -> bool:

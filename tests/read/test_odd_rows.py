@@ -187,6 +187,29 @@ def test_a_csv_in_a_legacy_encoding_is_decoded(write: Write, wh: Path) -> None:
             assert json.loads(rows["0"]["extra_fields"]) == {"catégorie": "x0"}
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_ndjson_whose_first_line_is_broken_rejects_that_line_only(
+    write: Write, wh: Path, encoding: str
+) -> None:
+    lines = [json.dumps(session(n, session_id=f"broken-{n}")) for n in range(3)]
+    lines[0] = lines[0].replace('"timestamp":', '"timestamp"x:', 1)
+    text = "".join(line + "\n" for line in lines)
+    data = text.encode("utf-16") if encoding == "utf-16" else b"\xfe\xff" + text.encode(encoding)
+    report = ingest([write("broken.ndjson", data)], wh)
+    assert (report["rows_read"], report["rows_accepted"], report["rows_rejected"]) == (3, 2, 1)
+    assert set(kept(wh, "broken.ndjson")) == {"1", "2"}
+
+
+def test_a_pretty_printed_json_document_in_utf16_is_refused_with_the_way_out(
+    write: Write, wh: Path
+) -> None:
+    # Its lines are not records: not NDJSON with a broken line, but a document it cannot read.
+    document = json.dumps([session(n) for n in range(3)], indent=2)
+    done = run_cli("ingest", write("pretty.json", document.encode("utf-16")), "--warehouse", wh)
+    assert done.returncode == 2
+    assert "JSON documents are read in UTF-8 only" in done.stderr
+
+
 def test_bytes_that_do_not_decode_reject_their_row_only(write: Write, wh: Path) -> None:
     # 0x81 is no character in Windows-1252.
     legacy = [
