@@ -56,7 +56,8 @@ def _header(source: Source, records: Records) -> list[str]:
     if repeated:
         raise InputError(
             source.path,
-            f"the CSV header names {', '.join(repeated)} more than once",
+            # Quoted, so that an empty name (`a,,,b`) shows as one.
+            f"the CSV header names {', '.join(repr(name) for name in repeated)} more than once",
             "each field may have one column, in snake_case or camelCase",
         )
     return names

@@ -480,3 +480,17 @@ def test_a_record_too_large_keeps_its_start_and_the_next_lines(chunk_bytes: int)
     prefix = records[1][1]
     assert prefix.startswith(b'{"x": "') and len(prefix) <= PREFIX_BYTES
     prefix.decode()  # not cut inside a character
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [("timestamp,session_id,sessionId", "'session_id'"), ("timestamp,,agent_name,", "''")],
+)
+def test_a_csv_header_naming_a_field_twice_says_which(
+    write: Write, wh: Path, header: str, named: str
+) -> None:
+    path = write("twice.csv", f"{header}\n{T},s1,a,b\n".encode())
+    done = run_cli("ingest", path, "--warehouse", wh)
+    assert done.returncode == 2, done.stderr
+    assert f"the CSV header names {named} more than once" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2 and "Traceback" not in done.stderr
