@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> None:
             if bound is not None:
                 results.append(bound)
                 bounds.append((export.label, bound, ref, *targets.INGEST_RATIO[export.kind]))
-                if floor.lower_bound_note() not in notes:
-                    notes.append(floor.lower_bound_note())
+                if floor.LOWER_BOUND_NOTE not in notes:
+                    notes.append(floor.LOWER_BOUND_NOTE)
         if export.kind == "ndjson":
             floor_cpu = floor.checks_alone(export.path, wh)
             sink = repeated(

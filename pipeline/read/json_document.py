@@ -158,7 +158,7 @@ def _repeated_items(con: duckdb.DuckDBPyConnection, found: Batch) -> Batch | Non
     outlines = [
         (page.element, page.outline())
         for page in found.pages
-        if (page.head + page.tail).count(b"items") > 1 or b"\\" in page.head + page.tail
+        if (rest := page.head + page.tail).count(b"items") > 1 or b"\\" in rest
     ]
     if not outlines:
         return None

@@ -169,10 +169,15 @@ def _json_format(text: bytes, complete: bool) -> Format:
     return Format.NDJSON if not lines[0].rstrip().endswith((b"{", b"[")) else document
 
 
+def _first_lines(text: bytes) -> list[bytes]:
+    """The first 100 lines of `text` that are not blank, stripped."""
+    return [line.strip() for line in text.split(b"\n", 100)[:100] if line.strip()]
+
+
 def _mostly_records(text: bytes) -> bool:
     """Whether most of the first lines of `text` are each a whole JSON object, as NDJSON's
     records are (a pretty-printed document's lines are not)."""
-    lines = [line.strip() for line in text.split(b"\n", 100)[:100] if line.strip()]
+    lines = _first_lines(text)
     whole = sum(line[:1] == b"{" and _is_json(line) for line in lines)
     return whole > 0 and 2 * whole >= len(lines)
 
@@ -192,7 +197,7 @@ def _element_lines(text: bytes) -> bool:
     """Whether the lines of `text` after its first read as a document's elements (a whole
     value and a comma) rather than as NDJSON's records (a whole value); on a tie, whether the
     first line only opens a value (`[`, `{"items": [`), which no NDJSON record does."""
-    lines = [line.strip() for line in text.split(b"\n", 100)[:100] if line.strip()]
+    lines = _first_lines(text)
     records = sum(_is_json(line) for line in lines[1:])
     elements = sum(line.endswith(b",") and _is_json(line[:-1]) for line in lines[1:])
     return elements > records or (elements == records and lines[0].endswith((b"[", b"{")))
