@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import ingest
-from pipeline.read import fast, readers, sniff
+from pipeline.read import fast, fast_csv, readers, sniff
 from pipeline.store import reader
 from schemas import FIELD_NAMES, SESSION_FIELDS, Kind
 
@@ -360,7 +360,10 @@ def test_csv_fast_and_exact_store_the_same(
     path.write_text(text)
     fast_files, _ = both_ways([path], tmp, monkeypatch)
     multi_line = any("\n" in v or "\r" in v for row in rows for v in map(_csv_text, row.values()))
-    if not multi_line:
+    refused = any(r in text.encode() for r in fast_csv.REFUSED)
+    if not multi_line and not refused:
+        # Only a record over several lines, or text DuckDB's parser reads otherwise (a space
+        # beside a quote, its null text), sends a CSV the exact way.
         assert fast_files[0]["reader"] == "fast", fast_files[0]
 
 
