@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import os
 import re
@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from pipeline import __version__, imports, stops
+from pipeline import __version__, imports, stdout, stops
 from pipeline.errors import PipelineError
 from pipeline.memory import ENV as MEMORY_LIMIT_ENV
 from pipeline.memory import MEMORY_LIMIT
@@ -153,8 +153,10 @@ def _leave(code: int) -> NoReturn:
     """Exit now, output flushed, without the interpreter's shutdown: a DuckDB or polars worker
     thread still finishing interrupted work would want the GIL then, and a thread refused it
     at shutdown aborts the process (exit -6 instead of `code`)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # Output that cannot be written (a full disk) is lost either way: the code still stands.
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(code)
 
 
@@ -167,6 +169,27 @@ def _internal_error(exc: BaseException) -> NoReturn:
         err=True,
     )
     sys.exit(70)
+
+
+def _exit_if_stdout_failed(exc: BaseException) -> None:
+    """Exit with one line if `exc` is stdout refusing the output: a full disk or a closed
+    stdout is exit 3, like any file that cannot be written; a reader that stopped reading
+    (`| head`) is a quiet exit 0. (A command that changes the warehouse prints after its
+    commit: what it did is done either way.) Returns if `exc` is something else."""
+    failed = stdout.failure(exc)
+    if failed is None:
+        return
+    # Nothing more can reach stdout, and the interpreter's own flush at exit would print a
+    # traceback of what is left in its buffer: stdout is the null device from here on.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    if isinstance(failed, BrokenPipeError):
+        sys.exit(0)
+    click.echo(
+        f"error: stdout: cannot write the output: {failed.strerror or failed} "
+        "(the command ran; only its output is lost)",
+        err=True,
+    )
+    sys.exit(3)
 
 
 def _user_errors(func: F) -> F:
@@ -196,6 +219,7 @@ def _user_errors(func: F) -> F:
                 )
                 _leave(0)
             if not isinstance(exc, PipelineError):
+                _exit_if_stdout_failed(exc)
                 _internal_error(exc)
             if report is not None and (report.files or kwargs.get("as_json")):
                 _show(report, kwargs)
@@ -245,6 +269,7 @@ def main() -> None:
       sessions generate exports/          # synthetic exports to try things on
       sessions ingest exports/            # into data/warehouse/
     """
+    stdout.install()
     # A stop request unwinds whatever runs, so that an ingest abandons its run cleanly.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _stop)
@@ -854,17 +879,9 @@ def _write(rows: Any, fmt: str, shown: list[str] | None = None) -> int:
     """Stream `rows` (`query.Rows`) to stdout in `fmt`; the number of rows written."""
     from pipeline.output import write
 
-    # Text the terminal's encoding cannot hold is shown escaped rather than stopping the output.
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(errors="backslashreplace")
-    try:
-        count = write(rows.columns, rows.batches, fmt, sys.stdout, shown)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader stopped reading (`| head`): what it wanted is out. Nothing more to say,
-        # and nothing left to flush into the closed pipe at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        _leave(0)
+    # A reader that stops reading (`| head`), or a full disk, is `_exit_if_stdout_failed`'s.
+    count = write(rows.columns, rows.batches, fmt, sys.stdout, shown)
+    sys.stdout.flush()
     return count
 
 

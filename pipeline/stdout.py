@@ -1,0 +1,66 @@
+"""The command's standard output, whose failures are told apart from the command's own.
+
+A full disk under `> out.csv`, a closed stdout (`>&-`) or a reader that stopped reading
+(`| head`) fail a write with the same `OSError`s a warehouse's file gives; the CLI must say
+which it was (the warehouse is fine, the output is lost), not call it a bug.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import sys
+from typing import Any, TextIO
+
+_failures: list[OSError] = []
+
+
+class Stdout:
+    """`stream` (None: stdout is closed), remembering the `OSError` of a write or flush."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def flush(self) -> None:
+        if self._stream is not None:  # closed: nothing was written, nothing to flush
+            self._call("flush")
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            if self._stream is None:
+                raise OSError(errno.EBADF, "stdout is closed")
+            return getattr(self._stream, name)(*args)
+        except OSError as exc:
+            _failures.append(exc)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def install() -> None:
+    """Put `Stdout` in `sys.stdout`'s place (once). Text the terminal's encoding cannot hold
+    is written escaped rather than stopping the output."""
+    if isinstance(sys.stdout, Stdout):
+        return
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    sys.stdout = Stdout(sys.stdout)  # type: ignore[assignment]
+
+
+def failure(exc: BaseException) -> OSError | None:
+    """The failure of stdout that `exc` is, or that it arose from; None if it is not one."""
+    seen: BaseException | None = exc
+    for _ in range(50):  # a chain may loop
+        if seen is None:
+            break
+        if any(seen is f for f in _failures):
+            return seen  # type: ignore[return-value]
+        seen = seen.__cause__ or seen.__context__
+    return None
