@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -47,6 +48,18 @@ as_of_option = click.option(
     "version (none yet then, or newer than its latest, or its files deleted by vacuum).",
 )
 
+
+class NumberRange(click.FloatRange):
+    """A `FloatRange` that refuses NaN: it compares false with both bounds, and so passed
+    click's own check (`--confidence nan` reached the statistics)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        return number
+
+
 # The options of an ingest, which `ingest` and `pull` (which ingests what it fetched) share.
 json_report_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the report as one JSON object."
@@ -54,7 +67,7 @@ json_report_option = click.option(
 
 max_reject_rate_option = click.option(
     "--max-reject-rate",
-    type=click.FloatRange(0, 1),
+    type=NumberRange(0, 1),
     default=None,
     metavar="RATE",
     help="Fail (exit 4, nothing committed) when more than this share of rows is rejected, "
@@ -415,7 +428,7 @@ def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
 )
 @click.option(
     "--retry-for",
-    type=click.FloatRange(0, 86_400),
+    type=NumberRange(0, 86_400),
     default=300,
     show_default=True,
     metavar="SECONDS",
@@ -424,7 +437,7 @@ def _sizes(paths: tuple[str, ...], warehouse: str) -> list[tuple[str, int]]:
 )
 @click.option(
     "--max-time",
-    type=click.FloatRange(1, 7 * 86_400),
+    type=NumberRange(1, 7 * 86_400),
     default=4 * 3600,
     show_default=True,
     metavar="SECONDS",
@@ -725,7 +738,7 @@ def _shares(text: str | None) -> list[float] | None:
 )
 @click.option(
     "--confidence",
-    type=click.FloatRange(min=0.5, max=0.999),
+    type=NumberRange(min=0.5, max=0.999),
     default=0.95,
     show_default=True,
     help="Confidence of the intervals; a change is called when p_value_adjusted < 1 - this.",

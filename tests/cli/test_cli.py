@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
@@ -189,3 +190,32 @@ def test_the_text_report_names_twenty_unknown_fields_and_counts_the_rest(
     (line,) = [x for x in result.stdout.splitlines() if "unknown fields" in x]
     assert "extra_19" in line and "extra_20" not in line
     assert line.endswith("... and 10 more (see --json)")
+
+
+def _number_options() -> list[tuple[str, str]]:
+    """Every (command, option) of the CLI that takes a number with a fractional part."""
+    from pipeline.cli import main
+
+    found = []
+    for name, command in sorted(main.commands.items()):
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.type, click.FloatRange):
+                found.append((name, param.opts[0]))
+    return found
+
+
+@pytest.mark.parametrize(("command", "option"), _number_options())
+def test_a_number_option_refuses_nan(tmp_path: Path, command: str, option: str) -> None:
+    # NaN compares false with both bounds of a range, and so passed click's check of it.
+    args = {"ingest": [str(tmp_path)], "pull": ["--since", "2026-10-01"]}.get(command, [])
+    result = run_cli(command, *args, option, "nan", "-w", tmp_path / "w")
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid value for '{option}': 'nan' is not a number." in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_the_number_options_are_found() -> None:
+    # The test above runs on what `_number_options` finds: it must find them.
+    expected = {("compare", "--confidence"), ("ingest", "--max-reject-rate")}
+    expected |= {("pull", "--max-reject-rate"), ("pull", "--retry-for"), ("pull", "--max-time")}
+    assert expected <= set(_number_options())
