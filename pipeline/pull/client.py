@@ -27,7 +27,8 @@ BACKOFF_ENV = "SESSIONS_PULL_BACKOFF_MS"
 BACKOFF_MS = 500
 MAX_WAIT_S = 60.0  # the longest wait between two attempts, Retry-After included
 TIMEOUT_S = 60.0  # for one request, its whole body included
-RETRIED = frozenset({429, 500, 502, 503, 504})  # what the SDK would retry for sessions.list
+# Retried: too many requests, and every 5xx (a proxy's 520-524 as much as a 503).
+RETRIED = frozenset({429, *range(500, 600)})
 
 
 class Failure(Exception):
@@ -211,6 +212,10 @@ class Api:
             asked: float | None = None
             try:
                 response = self._once(number, query)
+            except httpx.DecodingError as exc:
+                # A body that does not decode as its Content-Encoding says: cut on the way, or
+                # a server at fault; either may mend.
+                problem = f"{self.url} sent a body that does not decode: {self._scrub(exc)}"
             except httpx.TransportError as exc:
                 if isinstance(exc, httpx.TimeoutException) and self.left() <= 0:
                     raise Failure(
@@ -265,7 +270,8 @@ class Api:
         return f"{self._retry_for_s:g} s (--retry-for)"
 
     def _failing(self, response: httpx.Response, asked: float | None) -> Failure:
-        status = f"{response.status_code} {response.reason_phrase}".strip()
+        # A reason phrase is the server's text, and may echo the key.
+        status = self._scrub(f"{response.status_code} {response.reason_phrase}")
         body = self._scrub(response.text)
         said = f": {body[:200]}" if body else ""
         if asked is not None and asked > MAX_WAIT_S:
@@ -279,7 +285,8 @@ class Api:
         )
 
     def _judge(self, response: httpx.Response) -> bytes:
-        status = f"{response.status_code} {response.reason_phrase}".strip()
+        # A reason phrase is the server's text, and may echo the key.
+        status = self._scrub(f"{response.status_code} {response.reason_phrase}")
         if response.status_code == 200:
             return response.content
         if response.status_code in (401, 403):

@@ -4,7 +4,10 @@ came, until the last page (`page + 1 >= total_pages`) or an empty one; never pas
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +71,14 @@ def read(body: bytes, number: int) -> Page:
     """Page `number`: how many items it holds, and the totals it states. The items themselves
     are the ingest's to read: one that is odd (a byte that is not UTF-8, nesting deeper than
     Python reads) is quarantined, not this page."""
-    body, encoding = _utf8(body, number)
+    body = _utf8(body, number)
     try:
-        # Bytes that are not UTF-8 are kept as they came (the ingest quarantines their item).
-        page: Any = json.loads(body.decode(encoding, errors="surrogateescape"))
+        # As lenient as the ingest's reader, which quarantines an odd item alone: bytes that
+        # are not UTF-8 are kept as they came, control characters in strings are taken, and
+        # an integer longer than Python converts (4,300 digits) is not read here.
+        page: Any = json.loads(
+            body.decode("utf-8", errors="surrogateescape"), strict=False, parse_int=_integer
+        )
     except RecursionError:
         return _read_deep(body, number)
     except ValueError as exc:
@@ -87,17 +94,26 @@ def read(body: bytes, number: int) -> Page:
     )
 
 
-def _utf8(body: bytes, number: int) -> tuple[bytes, str]:
-    """The page in UTF-8 (with a BOM or not, as it came): JSON may come in UTF-16 or UTF-32,
-    which the raw file (a page a line, in UTF-8) cannot hold as they are; the text is the
-    same."""
+def _utf8(body: bytes, number: int) -> bytes:
+    """The page in UTF-8, without a BOM: JSON may come in UTF-16 or UTF-32, which the raw file
+    (a page a line, in UTF-8) cannot hold as they are, and a BOM there would be in the middle
+    of the file, where it makes its line no JSON; the text is the same."""
     encoding = json.detect_encoding(body)
-    if encoding in ("utf-8", "utf-8-sig"):
-        return body, encoding
+    if encoding == "utf-8":
+        return body
+    if encoding == "utf-8-sig":
+        return body[len(codecs.BOM_UTF8) :]
     try:
-        return body.decode(encoding).encode("utf-8"), "utf-8"
+        return body.decode(encoding).encode("utf-8")
     except UnicodeError:
         raise Failure("data", f"page {number} is not text in {encoding.upper()}") from None
+
+
+def _integer(text: str) -> int | float:
+    """An integer as the page has it; one too long for Python to convert is infinite (as a
+    count it is refused, and an item's is the ingest's to judge)."""
+    limit = sys.get_int_max_str_digits()  # 0: no limit
+    return int(text) if not limit or len(text.lstrip("-")) <= limit else math.inf
 
 
 def _read_deep(body: bytes, number: int) -> Page:

@@ -47,6 +47,7 @@ class FakeApi:
     die_after: int | None = None  # after this many pages served, the server goes away
     cut: int = 0  # this many pages are cut off mid-body, the connection closed
     drip: bool = False  # pages come a byte every 0.2 s
+    reason: str | None = None  # the reason phrase of every answer but a page's
     # Rewrites a page's body (its query, the body as the fake would send it).
     edit: Callable[[dict[str, list[str]], bytes], bytes] | None = None
     seen: list[Seen] = field(default_factory=list)
@@ -153,7 +154,7 @@ def _handler(api: FakeApi, server: ThreadingHTTPServer) -> type[BaseHTTPRequestH
             self, seen: Seen, status: int, body: bytes, headers: dict[str, Any] | None = None
         ) -> None:
             seen.status = status
-            self.send_response(status)
+            self.send_response(status, api.reason if status != 200 else None)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             for name, value in (headers or {}).items():

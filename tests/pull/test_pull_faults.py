@@ -16,8 +16,8 @@ from pipeline.errors import InputError
 from pipeline.pull import client, command, window
 from pipeline.store import location
 from tests.conftest import manifest, rejects, session, stored
-from tests.pull.fake_api import FakeApi, serving
-from tests.pull.test_pull import WINDOW, pull, raw_lines, report
+from tests.pull.fake_api import KEY, FakeApi, serving
+from tests.pull.test_pull import WINDOW, no_key_anywhere, pull, raw_lines, report
 
 
 def one_line(result: Any, code: int) -> str:
@@ -211,3 +211,54 @@ def test_total_count_disagreeing_with_the_pages_is_a_warning(wh: Path) -> None:
     said = "the API said the window holds 5 session(s), but 2 were received"
     assert result.stderr.strip() == f"warning: {said}"
     assert done["warnings"] == [said]
+
+
+def test_bodies_that_do_not_decode_and_every_5xx_are_retried(wh: Path) -> None:
+    api = FakeApi([session(n) for n in range(4)], fault_at_page=1)
+    # A body that is not the gzip (or deflate) its Content-Encoding names, as a page or as an
+    # error; a proxy's 520 and a 501, which the SDK would not retry.
+    api.faults = [
+        (200, {"Content-Encoding": "gzip"}),
+        (503, {"Content-Encoding": "deflate"}),
+        (520, {}),
+        (501, {}),
+    ]
+    with serving(api):
+        done = report(pull(api, wh, *WINDOW, "--page-size", "2", "--json"))
+    assert [s.status for s in api.seen] == [200, 200, 503, 520, 501, 200]
+    assert done["retries"] == 4 and len(stored(wh)) == 4
+    # For as long as --retry-for: then exit 5, one line.
+    api = FakeApi([session(0)], faults=[(200, {"Content-Encoding": "gzip"})] * 1000)
+    with serving(api):
+        line = one_line(pull(api, wh, *WINDOW, "--retry-for", "0.3"), 5)
+    assert "sent a body that does not decode" in line and "still after retrying for 0.3 s" in line
+
+
+def test_a_key_echoed_in_a_reason_phrase_is_not_shown(wh: Path) -> None:
+    for status, code in [(404, 2), (503, 5), (401, 2)]:
+        api = FakeApi([session(0)], reason=f"Bad key {KEY}", faults=[(status, {})] * 1000)
+        if status == 401:
+            api.key = "another key"  # the fake refuses ours with a 401
+        with serving(api):
+            result = pull(api, wh, *WINDOW, "--retry-for", "0.1")
+        line = one_line(result, code)
+        assert f"{status} Bad key [key]" in line, line
+        no_key_anywhere(wh, result.stdout, result.stderr)
+
+
+def test_pages_with_a_bom_control_characters_or_huge_integers_lose_no_session(wh: Path) -> None:
+    def odd(query: dict[str, list[str]], body: bytes) -> bytes:
+        body = b"\xef\xbb\xbf" + body  # every page with a UTF-8 BOM
+        if query["page"] == ["0"]:  # a raw tab inside a string: the ingest's to judge
+            return body.replace(b'"Agent 1"', b'"Agent\t1"')
+        # An integer longer than Python converts, in an unknown field of one item.
+        return body.replace(b'"s3",', b'"s3", "huge": ' + b"9" * 5000 + b",")
+
+    api = FakeApi([session(n) for n in range(6)], edit=odd)
+    with serving(api):
+        done = report(pull(api, wh, *WINDOW, "--page-size", "3", "--json"))
+    assert done["pages_fetched"] == 2 and done["pull"]["sessions_received"] == 6
+    # The item with the tab is quarantined alone; the others, s3 with its number, are stored.
+    assert done["rejected_by_reason"] == {"record: invalid_json": 1}
+    assert sorted(r["session_id"] for r in stored(wh)) == ["s0", "s2", "s3", "s4", "s5"]
+    assert all(not line.startswith(b"\xef\xbb\xbf") for line in raw_lines(wh))
