@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipeline import __version__, imports, stdout, stops
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 from pipeline.memory import ENV as MEMORY_LIMIT_ENV
 from pipeline.memory import MEMORY_LIMIT
 from pipeline.scope import Scope
@@ -184,6 +184,32 @@ def _internal_error(exc: BaseException) -> NoReturn:
     sys.exit(70)
 
 
+def _check_utf8(ctx: click.Context) -> None:
+    """Refuse (exit 2) an option or argument that is not UTF-8 text (bytes that are not UTF-8
+    in argv or the environment reach Python as lone surrogates): a warehouse's path, an agent
+    or a URL is written into files, queries and requests as UTF-8. Input files are exempt:
+    they are only opened, and a file's name may be any bytes."""
+    for param in ctx.command.params:
+        if param.name == "paths":
+            continue
+        value = ctx.params.get(param.name or "")
+        for text in value if isinstance(value, tuple | list) else [value]:
+            if isinstance(text, str | Path) and not _is_utf8(str(text)):
+                name = (
+                    param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+                )
+                shown = os.fsencode(str(text))
+                raise InputError(name, f"{shown!r} is not UTF-8 text")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _exit_if_stdout_failed(exc: BaseException) -> None:
     """Exit with one line if `exc` is stdout refusing the output: a full disk or a closed
     stdout is exit 3, like any file that cannot be written; a reader that stopped reading
@@ -211,6 +237,7 @@ def _user_errors(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            _check_utf8(click.get_current_context())
             result = func(*args, **kwargs)
         except (SystemExit, GeneratorExit):
             raise

@@ -22,7 +22,8 @@ class Stdout:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        return self._call("write", text)
+        written: int = self._call("write", text)
+        return written
 
     def flush(self) -> None:
         if self._stream is not None:  # closed: nothing was written, nothing to flush
@@ -51,7 +52,7 @@ def install() -> None:
         return
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
-    sys.stdout = Stdout(sys.stdout)  # type: ignore[assignment]
+    sys.stdout = Stdout(sys.stdout)
 
 
 def failure(exc: BaseException) -> OSError | None:

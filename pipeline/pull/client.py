@@ -68,6 +68,14 @@ def server_url(text: str) -> str:
         raise InputError(f"--server-url {text!r}", "is not a valid URL", hint) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"--server-url {text!r}", "is not an http(s) URL", hint)
+    try:
+        # What httpx and the resolver would refuse at the first request: an IP address that
+        # is not one (999.1.1.1), a host name DNS cannot carry (an empty label, a label over
+        # 63 characters), text that is not UTF-8.
+        httpx.URL(text.strip())
+        parts.hostname.encode("idna")
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise InputError(f"--server-url {text!r}", f"is not a valid URL ({exc})", hint) from None
     if parts.username is not None or parts.password is not None:
         raise InputError("--server-url", "may not hold credentials", f"the key is ${KEY_ENV}")
     if parts.query or parts.fragment:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -219,3 +220,32 @@ def test_the_number_options_are_found() -> None:
     expected = {("compare", "--confidence"), ("ingest", "--max-reject-rate")}
     expected |= {("pull", "--max-reject-rate"), ("pull", "--retry-for"), ("pull", "--max-time")}
     assert expected <= set(_number_options())
+
+
+def test_options_that_are_not_utf8_text_exit_2(tmp_path: Path) -> None:
+    # Bytes that are not UTF-8 reach Python as lone surrogates, which crashed wherever the
+    # text was written out (a warehouse path, an agent in a request, a query).
+    (tmp_path / "a.ndjson").write_bytes(ndjson([session(1)]))
+    env = {**os.environ, "SYLLABLE_API_KEY": "a-key-of-some-length"}
+    cases: list[tuple[list[bytes], dict[str, str], str]] = [
+        ([b"ingest", b"a.ndjson", b"-w", b"wh\xff"], {}, "--warehouse: b'wh\\xff'"),
+        ([b"pull", b"--since", b"2026-10-01", b"--agent", b"\xff"], {}, "--agent: b'\\xff'"),
+        ([b"sql", b"SELECT '\xff'", b"-w", b"wh"], {}, "QUERY: b\"SELECT '\\xff'\""),
+        ([b"stats"], {"SESSIONS_WAREHOUSE": os.fsdecode(b"w\xfe")}, "--warehouse: b'w\\xfe'"),
+    ]
+    for args, more, said in cases:
+        result = subprocess.run(
+            [bytes(SESSIONS), *args], cwd=tmp_path, env={**env, **more},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == f"error: {said} is not UTF-8 text\n", result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ndjson"]
+    # An input file's name may be any bytes: it is only opened.
+    name = b"b\xff.ndjson"
+    (tmp_path / os.fsdecode(name)).write_bytes(ndjson([session(2)]))
+    result = subprocess.run(
+        [bytes(SESSIONS), b"ingest", name, b"-w", b"wh", b"--json"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and json.loads(result.stdout)["rows_accepted"] == 1

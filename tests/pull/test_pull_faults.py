@@ -130,7 +130,12 @@ def test_odd_inputs_are_one_line_and_exit_2_or_3(wh: Path, tmp_path: Path) -> No
     assert len(api.seen) == 1 and a_file.read_text() == "x"
     assert len(list((wh / "raw" / "api").rglob("*.gz"))) == 1
 
-    for url in ("http://127.0.0.1:abc", "http://127.0.0.1:99999", "http://[::1"):
+    long_label = "http://" + "a" * 64 + ".example.com"
+    for url in ("http://127.0.0.1:abc", "http://127.0.0.1:99999", "http://[::1", "http://a..b"):
+        with pytest.raises(InputError, match="is not a valid URL"):
+            client.server_url(url)
+    # What httpx or the resolver would refuse at the first request (exit 70 before).
+    for url in ("http://999.1.1.1", long_label):
         with pytest.raises(InputError, match="is not a valid URL"):
             client.server_url(url)
     with pytest.raises(InputError, match="is past the year 9999 in UTC"):
