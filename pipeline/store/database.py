@@ -98,15 +98,19 @@ def current(wh: Warehouse, version: Version | None) -> bool:
         return False
     try:
         rows = con.sql(
-            "SELECT view_name, sql FROM duckdb_views() WHERE view_name IN ('sessions', 'rejects')"
+            "SELECT view_name, sql, comment FROM duckdb_views() "
+            "WHERE view_name IN ('sessions', 'rejects')"
         ).fetchall()
     except duckdb.Error:
         return False
     finally:
         con.close()
+    # Views of another release (the comment on `sessions` names the definitions).
+    if {name: comment for name, _, comment in rows}.get("sessions") != views.definitions_id():
+        return False
     # The places each view names: DuckDB keeps a view's SQL without its comments, and the
     # view files' own literals name no place; so the places are those of the sources.
-    found = {name: _literals(text) for name, text in rows}
+    found = {name: _literals(text) for name, text, _ in rows}
     expected = {name: _literals(text) for name, text in _sources(wh, version).items()}
     return found == expected
 

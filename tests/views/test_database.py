@@ -171,3 +171,18 @@ def test_sql_command_is_read_only_and_errors_are_one_line(warehouse: Path) -> No
 def test_commands_on_a_missing_warehouse_say_what_to_do(tmp_path: Path) -> None:
     result = run_cli("stats", "-w", tmp_path / "none")
     assert result.returncode == 3 and "run `sessions ingest" in result.stderr
+
+
+def test_a_database_of_other_view_definitions_is_built_again(warehouse: Path) -> None:
+    # As an older release left it: its views say nothing of this release's definitions.
+    database = warehouse / "sessions.duckdb"
+    con = duckdb.connect(str(database))
+    con.execute("COMMENT ON VIEW sessions IS 'sessions-analytics views 0000000000000000'")
+    con.execute("CREATE OR REPLACE VIEW prompt_version_changes AS SELECT 1 AS old")
+    con.close()
+    result = run_cli("sql", "SELECT count(*) AS n FROM prompt_version_changes", "-w", warehouse)
+    assert result.returncode == 0 and result.stdout == "n\n2\n", result.stderr
+    con = duckdb.connect(str(database), read_only=True)
+    assert con.sql("SELECT count(*) FROM prompt_version_changes").fetchall() == [(2,)]
+    comments = con.sql("SELECT comment FROM duckdb_views() WHERE view_name = 'sessions'")
+    assert comments.fetchall() == [(views.definitions_id(),)]

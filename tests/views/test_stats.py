@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -20,6 +21,7 @@ from pipeline.generate import as_text, sessions
 from pipeline.ingest import ingest
 from pipeline.query import Scope, stats
 from pipeline.views import STATS
+from tests.conftest import run_cli
 
 MEASURES = [
     "session_count", "duration_count", "duration_total_s", "duration_mean_s",
@@ -217,3 +219,45 @@ def test_prompt_version_changes(truth: tuple[Path, list[dict[str, Any]]]) -> Non
             change = p50 - float(np.percentile(previous, 50))
             assert math.isclose(row["duration_p50_change_s"], change, abs_tol=1e-9)
             assert row["previous_duration_count"] == len(previous)
+
+
+def test_prompt_version_changes_pairs_version_numbers_as_compare_does(tmp_path: Path) -> None:
+    # A number exported under two `prompt_version` texts, a row without a number between
+    # them in time, a prompt of its own: each row is compared with the number before it,
+    # pooled over its texts, never with a row of its own number or with a row of no number.
+    layout = [(1, "a", 1), (2, "b", 2), (2, None, 3), (None, "z", 4), (3, None, 5)]
+    rows = [
+        {
+            "timestamp": f"2026-10-0{day}T10:{i:02d}:00Z",
+            "session_id": f"s{day}{i}",
+            "agent_id": "a",
+            "prompt_id": "p",
+            "prompt_version_number": number,
+            "prompt_version": text,
+            "duration": 10.0 * day + i,
+        }
+        for number, text, day in layout
+        for i in range(3)
+    ]
+    export = tmp_path / "a.ndjson"
+    export.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ingest([str(export)], tmp_path / "wh")
+    con = duckdb.connect(str(tmp_path / "wh" / "sessions.duckdb"), read_only=True)
+    found = con.sql(
+        "SELECT prompt_version_number, prompt_version, previous_version_number,"
+        " previous_duration_count, duration_p50_change_s FROM prompt_version_changes"
+    ).fetchall()
+    assert found == [
+        (1, "a", None, None, None),
+        (2, "b", 1, 3, 21.0 - 11.0),
+        (2, None, 1, 3, 31.0 - 11.0),
+        (3, None, 2, 6, 51.0 - 26.0),  # v2 pooled: the median of 21, 22, 23, 31, 32, 33
+        (None, "z", None, None, None),
+    ]
+    # The same pairs and figures as `sessions compare`.
+    compared = run_cli("compare", "-w", tmp_path / "wh", "--min-sessions", "2", "--format", "json")
+    pairs = [
+        (r["baseline"], r["candidate"], r["baseline_p50_s"], r["candidate_p50_s"])
+        for r in json.loads(compared.stdout)
+    ]
+    assert pairs == [("1", "2", 11.0, 26.0), ("2", "3", 26.0, 51.0)], compared.stderr
