@@ -6,20 +6,13 @@ with kept as (
     select experiment_id, experiment_variant_id, experiment_variant, kept_duration
     from sessions_in_scope($since, $until, $agent, $channel, $include_tests)
     where kept_duration is not null and experiment_id is not null
-),
-
-named as (
-    select experiment_id, experiment_variant, min(experiment_variant_id) as only_id
-    from sessions_in_scope($since, $until, $agent, $channel, $include_tests)
-    where not excluded and experiment_id is not null
-        and experiment_variant_id is not null and experiment_variant is not null
-    group by experiment_id, experiment_variant
-    having count(distinct experiment_variant_id) = 1
 )
 
 select v.variant_no, kept.kept_duration as duration
 from kept
-left join named using (experiment_id, experiment_variant)
+left join compare_variant_names as names using (experiment_id, experiment_variant)
 join compare_variants as v
     on kept.experiment_id = v.experiment_id
-    and coalesce(kept.experiment_variant_id, named.only_id, kept.experiment_variant) = v.variant_key
+    and variant_key(
+        kept.experiment_variant_id, kept.experiment_variant, names.only_id, names.shared
+    ) = v.variant_key

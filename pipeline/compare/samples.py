@@ -132,13 +132,19 @@ def experiments(
     variants' session counts against `expected_split` (control first, then the others by
     name; an equal split where None). An experiment that cannot be compared (no control, or
     several, or nothing but its control) is said in `warn` and left out."""
+    con.execute(_sql("experiment_variant_key.sql"))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE compare_variant_names AS {_sql('experiment_names.sql')}",
+        _params(scope),
+    )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE compare_variants AS {_sql('experiment_variants.sql')}",
         _params(scope, experiment=experiment_id),
     )
     variants = con.sql(
         "SELECT variant_no, experiment_id, variant_name, is_control, session_count, "
-        "unnamed_sessions, variant_key FROM compare_variants ORDER BY variant_no"
+        "unnamed_sessions, variant_key, ambiguous_sessions FROM compare_variants "
+        "ORDER BY variant_no"
     ).fetchall()
     samples = con.sql(_sql("experiment_samples.sql"), params=_params(scope)).to_arrow_table()
     split, _ = _split(samples, "variant_no", len(variants))
@@ -151,6 +157,12 @@ def experiments(
             warn(
                 f"experiment {experiment!r}: {its[0][5]:,} session(s) name no variant "
                 "(no id, no name): left out of its comparisons and of the sample-ratio check"
+            )
+        if its[0][7]:
+            warn(
+                f"experiment {experiment!r}: {its[0][7]:,} session(s) have no variant id and "
+                "a name several variant ids share: left out of its comparisons and of the "
+                "sample-ratio check"
             )
         controls = [v for v in its if v[3]]
         if len(controls) != 1 or len(its) < 2:

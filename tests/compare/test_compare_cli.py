@@ -273,8 +273,9 @@ def _experiment_session(n: int, experiment: str, variant_id: str | None, name: s
 @pytest.fixture(scope="module")
 def odd_experiments(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Experiments as exports have them: one with nothing but its control, one whose variant
-    id is missing on half its sessions, one with two variants of the same name, sessions
-    naming no variant, and a prompt version with one duration."""
+    id is missing on half its sessions, one with two variants of the same name (and sessions
+    with that name alone), sessions naming no variant, and a prompt version with one
+    duration."""
     tmp = tmp_path_factory.mktemp("odd-experiments")
     records = [_experiment_session(i, "only-control", "c", "ctl", True) for i in range(100)]
     records += [_experiment_session(100 + i, "half-ids", "c", "ctl", True) for i in range(200)]
@@ -288,6 +289,10 @@ def odd_experiments(tmp_path_factory: pytest.TempPathFactory) -> Path:
             600 + i, "same-names", f"s{i % 3}", "ctl" if i % 3 == 0 else "same", i % 3 == 0
         )
         for i in range(300)
+    ]
+    # Without an id, a name two ids share places a session in neither (some say control).
+    records += [
+        _experiment_session(1000 + i, "same-names", None, "same", i < 10 or None) for i in range(30)
     ]
     records += [session(900, prompt_id="p-one", prompt_version_number=1, duration=5.0)]
     records += [session(901 + i, prompt_id="p-one", prompt_version_number=2) for i in range(2)]
@@ -310,8 +315,15 @@ def test_experiments_that_cannot_be_compared_are_said_and_left_out(odd_experimen
     assert float(half["srm_p_value"]) == pytest.approx(1.0)
     assert "'half-ids': 7 session(s) name no variant" in done.stderr
     # Two variants of one name are told apart by their ids.
-    same = sorted(r["candidate"] for r in rows if r["group_id"] == "same-names")
-    assert same == ["same (s1)", "same (s2)"]
+    same = sorted(
+        (r["candidate"], r["candidate_count"], r["srm_p_value"])
+        for r in rows
+        if r["group_id"] == "same-names"
+    )
+    # The sessions with the shared name alone are in neither, nor a variant of their own.
+    assert same == [("same (s1)", "100", "1.0"), ("same (s2)", "100", "1.0")]
+    said = "'same-names': 30 session(s) have no variant id and a name several variant ids share"
+    assert said in done.stderr
     # The report says what it left out.
     out = odd_experiments.parent / "report.html"
     assert run_cli("report", "-w", odd_experiments, "--out", out).returncode == 0
