@@ -161,7 +161,7 @@ def _comparisons(con: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, Any]
 
     settings = compare.Settings()
     versions = compare.pairs(con, "prompt-version", scope)
-    medians: dict[tuple[Any, str], tuple[float, float, float]] = {}
+    medians: dict[tuple[Any, str], tuple[float | None, float, float | None]] = {}
     for pair in versions:
         for version, sample in (
             (pair.baseline, pair.baseline_durations),

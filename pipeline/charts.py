@@ -188,7 +188,8 @@ def _median_bars(
     analysis: Analysis, prompt: Any, shown: list[dict[str, Any]]
 ) -> tuple[list[float], list[float]]:
     """How far below and above each shown version's median its interval reaches (0 where the
-    version has fewer than two durations)."""
+    version has fewer than two durations, or too few for that bound: see
+    `statistics.quantile_interval`)."""
     bars = {
         row["prompt_version_number"]: row
         for row in analysis.version_medians.filter(
@@ -199,8 +200,11 @@ def _median_bars(
     for v in shown:
         bar = bars.get(v["prompt_version_number"])
         median = v["duration_p50_s"]
-        low.append(median - bar["duration_p50_low_s"] if bar else 0.0)
-        high.append(bar["duration_p50_high_s"] - median if bar else 0.0)
+        below, above = (
+            (bar["duration_p50_low_s"], bar["duration_p50_high_s"]) if bar else (None, None)
+        )
+        low.append(median - below if below is not None else 0.0)
+        high.append(above - median if above is not None else 0.0)
     return low, high
 
 

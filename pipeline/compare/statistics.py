@@ -5,8 +5,9 @@ Pure functions of numpy arrays; every test and interval is scipy's where scipy h
 Intervals are asymptotic, not bootstrapped, so that a comparison of ten million sessions
 costs a few partial sorts, not thousands of resamples:
 - a quantile's difference: each side's distribution-free interval for its quantile (the
-  sample quantiles at q ± z·sqrt(q(1-q)/n)), combined into an interval for the difference
-  by MOVER (Zou & Donner, 2008), which keeps the skew of durations;
+  sample quantiles at q ± z·sqrt(q(1-q)/n); a bound no order statistic gives at that
+  confidence, on a small sample, is None), combined into an interval for the difference by
+  MOVER (Zou & Donner, 2008), which keeps the skew of durations;
 - the mean's difference: Welch's interval (`scipy.stats.ttest_ind`, unequal variances).
 `tests/compare/test_statistics.py` simulates shifted and unshifted log-normal durations
 (heavy tails too) and checks that 95% intervals cover the true difference 93-97% of the time;
@@ -52,13 +53,26 @@ def _z(confidence: float) -> float:
 
 def quantile_interval(
     sample: np.ndarray, q: float, confidence: float
-) -> tuple[float, float, float]:
+) -> tuple[float | None, float, float | None]:
     """The sample's `q` quantile (linear interpolation, as DuckDB's `quantile_cont`) between
-    the bounds of its distribution-free interval: the sample quantiles at q ± z·sqrt(q(1-q)/n)
-    (the order statistics a binomial count of values under the true quantile allows)."""
-    h = _z(confidence) * math.sqrt(q * (1 - q) / len(sample))
-    low, mid, high = np.quantile(sample, [max(q - h, 0.0), q, min(q + h, 1.0)])
-    return float(low), float(mid), float(high)
+    the bounds of its distribution-free interval: the sample quantiles at q ± z·sqrt(q(1-q)/n),
+    the order statistics a binomial count of values under the true quantile allows. A bound
+    that no order statistic gives at `confidence` is None, not the sample's extreme: the
+    count Binomial(n, q) must leave each side at most (1 - confidence) / 2, and a p90 of ten
+    values has no 95% upper bound (all ten fall under the true p90 35% of the time), a median
+    of five values no 95% bound at all."""
+    n = len(sample)
+    tail = (1 - confidence) / 2
+    mid = float(np.quantile(sample, q))
+    # l - 1: the largest count whose probability of being reached is at most `tail`.
+    below = int(stats.binom.ppf(tail, n, q))
+    if stats.binom.cdf(below, n, q) > tail:
+        below -= 1
+    # u - 1: the smallest count that is exceeded with probability at most `tail`.
+    above = int(stats.binom.isf(tail, n, q))
+    h = _z(confidence) * math.sqrt(q * (1 - q) / n)
+    low, high = np.quantile(sample, [max(q - h, 0.0), min(q + h, 1.0)])
+    return (float(low) if below >= 0 else None), mid, (float(high) if above < n else None)
 
 
 def quantile_difference(
@@ -67,7 +81,7 @@ def quantile_difference(
     """The difference of the `q` quantiles, with its interval at `confidence`: each side's
     own interval, recombined by MOVER (Zou & Donner's "method of variance estimates
     recovery"), which keeps each side's skew: a long right tail widens the interval on the
-    side it pulls, not on both."""
+    side it pulls, not on both. A bound is None where a side's interval lacks what it needs."""
     if len(baseline) == 0 or len(candidate) == 0:
         return _NONE
     if len(baseline) < 2 or len(candidate) < 2:  # an estimate, but no interval from one value
@@ -75,7 +89,9 @@ def quantile_difference(
     lb, qb, ub = quantile_interval(baseline, q, confidence)
     lc, qc, uc = quantile_interval(candidate, q, confidence)
     d = qc - qb
-    return Interval(d, d - math.hypot(qc - lc, ub - qb), d + math.hypot(uc - qc, qb - lb))
+    low = None if lc is None or ub is None else d - math.hypot(qc - lc, ub - qb)
+    high = None if uc is None or lb is None else d + math.hypot(uc - qc, qb - lb)
+    return Interval(d, low, high)
 
 
 def mean_difference(baseline: np.ndarray, candidate: np.ndarray, confidence: float) -> Interval:
@@ -118,7 +134,7 @@ def bootstrap_difference(
     """The difference of `statistic` ("mean", or a quantile's q), with its percentile
     bootstrap interval (`scipy.stats.bootstrap`, both samples resampled apart), seeded: the
     same samples and seed give the same interval."""
-    if len(baseline) < 2 or len(candidate) < 2:
+    if len(baseline) == 0 or len(candidate) == 0:
         return _NONE
 
     def of(x: np.ndarray, axis: int) -> np.ndarray:
@@ -130,6 +146,9 @@ def bootstrap_difference(
         result: np.ndarray = of(c, axis) - of(b, axis)
         return result
 
+    estimate = float(diff(baseline, candidate))
+    if len(baseline) < 2 or len(candidate) < 2:  # an estimate, but no interval from one value
+        return Interval(estimate, None, None)
     result = stats.bootstrap(
         (baseline, candidate),
         diff,
@@ -141,7 +160,6 @@ def bootstrap_difference(
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    estimate = float(diff(baseline, candidate))
     ci = result.confidence_interval
     return Interval(estimate, float(ci.low), float(ci.high))
 

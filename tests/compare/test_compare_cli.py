@@ -340,12 +340,17 @@ def test_one_experiment_alone_takes_its_own_split(odd_experiments: Path) -> None
     assert float(one[0]["srm_p_value"]) == pytest.approx(1.0)
 
 
-def test_a_side_of_one_duration_has_estimates_but_no_interval(odd_experiments: Path) -> None:
-    rows = _compare(odd_experiments, "--by", "prompt-version", "--min-sessions", "2")
+@pytest.mark.parametrize("interval", ["asymptotic", "bootstrap"])
+def test_a_side_of_one_duration_has_estimates_but_no_interval(
+    odd_experiments: Path, interval: str
+) -> None:
+    rows = _compare(odd_experiments, "--by", "prompt-version", "--min-sessions", "2",
+                    "--interval", interval)  # fmt: skip
     (row,) = [r for r in rows if r["group_id"] == "p-one"]
     assert (row["baseline_count"], row["candidate_count"]) == ("1", "2")
     assert float(row["p50_diff_s"]) == pytest.approx(float(row["candidate_p50_s"]) - 5.0)
-    assert row["mean_diff_s"] != "" and row["p50_diff_low_s"] == "" == row["mean_diff_low_s"]
+    assert row["p90_diff_s"] != "" and row["mean_diff_s"] != ""
+    assert row["p50_diff_low_s"] == "" == row["mean_diff_low_s"] == row["p90_diff_high_s"]
     assert row["verdict"] == "too few sessions"
 
 
