@@ -8,17 +8,19 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from syllable_sdk import SyllableSDK, errors, models
 
 from pipeline.errors import InputError
+
+T = TypeVar("T")
 
 KEY_ENV = "SYLLABLE_API_KEY"
 SERVER_URL = "https://api.syllable.cloud"  # the SDK's own default
@@ -39,6 +41,15 @@ class Failure(Exception):
     def __init__(self, kind: str, message: str) -> None:
         self.kind = kind
         super().__init__(message)
+
+
+class Unreadable(Failure):
+    """A page that came whole by HTTP's account but reads as no page: not JSON, or JSON that
+    is not a page. A body cut short where the connection's close ends it (no length given)
+    reads so, as does a proxy's error page: retried like a failed request."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("api", message)
 
 
 def api_key() -> str:
@@ -83,6 +94,18 @@ def server_url(text: str) -> str:
         raise InputError("--server-url", "may not hold a query or a fragment", hint)
     # Scheme and host in lower case: the same server is the same scope for `--since last`.
     return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, "", "")).rstrip("/")
+
+
+def agent_id(text: str | None) -> str | None:
+    """--agent, trimmed as the ingest trims an agent_id; an empty one (an unset variable in a
+    script) is refused, not taken for every agent under a scope of its own."""
+    if text is None:
+        return None
+    from pipeline.transform import BLANK
+
+    if not text.strip(BLANK):
+        raise InputError("--agent", "is empty", "leave it out to pull every agent")
+    return text.strip(BLANK)
 
 
 @dataclass(frozen=True)
@@ -207,10 +230,11 @@ class Api:
         response.read()
         self._last = response
 
-    def page(self, number: int, query: Query) -> bytes:
-        """The body of page `number` (0-based), as received, after retrying 429, 5xx, timeouts
-        and lost connections for up to --retry-for (from the page's first failure), each wait
-        the backoff or the server's Retry-After, whichever is longer, at most MAX_WAIT_S."""
+    def page(self, number: int, query: Query, read: Callable[[bytes], T]) -> T:
+        """Page `number` (0-based): its body as received, as `read` makes it, after retrying
+        429, 5xx, timeouts, lost connections and bodies `read` finds `Unreadable` for up to
+        --retry-for (from the page's first failure), each wait the backoff or the server's
+        Retry-After, whichever is longer, at most MAX_WAIT_S."""
         failing_since: float | None = None
         backoff = self._backoff_s
         while True:
@@ -235,10 +259,14 @@ class Api:
                     else f"cannot reach {self.url}: {self._scrub(exc) or type(exc).__name__}"
                 )
             else:
-                if response.status_code not in RETRIED:
-                    return self._judge(response)
-                failed, asked = response, retry_after(response, datetime.now(UTC))
-                problem = ""
+                if response.status_code in RETRIED:
+                    failed, asked = response, retry_after(response, datetime.now(UTC))
+                    problem = ""
+                else:
+                    try:
+                        return read(self._judge(response))
+                    except Unreadable as exc:
+                        problem = str(exc)
             now = time.monotonic()
             failing_since = now if failing_since is None else failing_since
             left = min(self._retry_for_s - (now - failing_since), self.left())

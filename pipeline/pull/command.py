@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,7 @@ def pull(
     started = datetime.now(UTC)
     key = client.api_key()
     server = client.server_url(request.server_url)
+    request = replace(request, agent=client.agent_id(request.agent))
     wh = location.of(request.warehouse)
     folder = raw_folder(wh, request.raw)
     back = window.overlap(request.overlap)

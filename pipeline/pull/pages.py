@@ -9,12 +9,13 @@ import json
 import math
 import sys
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import duckdb
 
 from pipeline.errors import ApiError, InputError, PipelineError
-from pipeline.pull.client import Api, Failure, Query
+from pipeline.pull.client import Api, Failure, Query, Unreadable
 from pipeline.pull.display import Fetching
 from pipeline.pull.raw import RawFile
 
@@ -44,7 +45,7 @@ def fetch(api: Api, query: Query, raw: RawFile, shown: Fetching, max_pages: int)
         try:
             if done.pages >= max_pages:
                 raise Failure("api", f"the window has more than --max-pages {max_pages} pages")
-            page = read(api.page(done.pages, query), done.pages)
+            page = api.page(done.pages, query, partial(read, number=done.pages))
             if page.items and page.content == previous:
                 # A server that ignores `page` would be paged for ever.
                 raise Failure("api", f"page {done.pages} repeats page {done.pages - 1}")
@@ -82,7 +83,7 @@ def read(body: bytes, number: int) -> Page:
     except RecursionError:
         return _read_deep(body, number)
     except ValueError as exc:
-        raise Failure("api", f"page {number} is not JSON ({exc})") from None
+        raise Unreadable(f"page {number} is not JSON ({exc})") from None
     if not isinstance(page, dict) or not isinstance(page.get("items"), list):
         raise _not_a_page(number)
     return Page(
@@ -139,7 +140,7 @@ def _read_deep(body: bytes, number: int) -> Page:
 
 
 def _not_a_page(number: int) -> Failure:
-    return Failure("api", f"page {number} is not a list of sessions (no 'items' array)")
+    return Unreadable(f"page {number} is not a list of sessions (no 'items' array)")
 
 
 def _count(value: object, number: int) -> int | None:

@@ -46,6 +46,9 @@ class FakeApi:
     fault_at_page: int = 0  # the faults start with the first request for this page
     die_after: int | None = None  # after this many pages served, the server goes away
     cut: int = 0  # this many pages are cut off mid-body, the connection closed
+    # This many pages are sent without a length and cut off mid-body: by HTTP's account the
+    # body is whole (its end is the connection's).
+    cut_unsized: int = 0
     drip: bool = False  # pages come a byte every 0.2 s
     reason: str | None = None  # the reason phrase of every answer but a page's
     # Rewrites a page's body (its query, the body as the fake would send it).
@@ -130,6 +133,15 @@ def _handler(api: FakeApi, server: ThreadingHTTPServer) -> type[BaseHTTPRequestH
             body = api.body(seen.query)
             if api.cut or api.drip:
                 return self._break(seen, body)
+            if api.cut_unsized:
+                api.cut_unsized -= 1
+                seen.status = 200
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True
+                return
             self._send(seen, 200, body)
 
         def _break(self, seen: Seen, body: bytes) -> None:

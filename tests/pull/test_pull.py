@@ -211,12 +211,12 @@ def test_a_failure_mid_pull_commits_nothing_and_says_how_far(wh: Path) -> None:
     assert len(api.seen) > 1
     assert tree(wh) == before
 
-    # An answer that is not a page of sessions.
-    api = FakeApi([session(n) for n in range(10)], faults=[(200, {})])
+    # Answers that are not a page of sessions, for longer than --retry-for.
+    api = FakeApi([session(n) for n in range(10)], faults=[(200, {})] * 1000)
     with serving(api):
-        odd = pull(api, wh, *WINDOW)
+        odd = pull(api, wh, *WINDOW, "--retry-for", "0.3")
     assert odd.returncode == 5
-    assert "page 0 is not a list of sessions (no 'items' array)" in odd.stderr
+    assert "page 0 is not a list of sessions (no 'items' array), still after" in odd.stderr
     assert tree(wh) == before
 
     # Nothing listening at all.

@@ -267,3 +267,28 @@ def test_pages_with_a_bom_control_characters_or_huge_integers_lose_no_session(wh
     assert done["rejected_by_reason"] == {"record: invalid_json": 1}
     assert sorted(r["session_id"] for r in stored(wh)) == ["s0", "s2", "s3", "s4", "s5"]
     assert all(not line.startswith(b"\xef\xbb\xbf") for line in raw_lines(wh))
+
+
+def test_a_page_that_reads_as_no_page_is_retried(wh: Path) -> None:
+    # Cut short where no length was given: by HTTP's account whole, but not JSON.
+    api = FakeApi([session(n) for n in range(6)], cut_unsized=1)
+    with serving(api):
+        done = report(pull(api, wh, *WINDOW, "--page-size", "3", "--json"))
+    assert [s.one("page") for s in api.seen] == ["0", "0", "1"]
+    assert done["retries"] == 1 and len(stored(wh)) == 6
+    # One that stays so: exit 5 once --retry-for is spent, one line.
+    api = FakeApi([session(0)], edit=lambda query, body: body + b" trailing")
+    with serving(api):
+        line = one_line(pull(api, wh, *WINDOW, "--retry-for", "0.3"), 5)
+    assert "page 0 is not JSON (Extra data" in line and "still after retrying for 0.3 s" in line
+    assert len(api.seen) > 1
+
+
+def test_an_empty_agent_is_refused_and_one_with_blanks_is_trimmed(wh: Path) -> None:
+    api = FakeApi([session(n) for n in range(3)])
+    with serving(api):
+        line = one_line(pull(api, wh, *WINDOW, "--agent", " "), 2)
+        assert "--agent: is empty (leave it out to pull every agent)" in line and not api.seen
+        done = report(pull(api, wh, *WINDOW, "--agent", " agent-1\t", "--json"))
+    assert api.seen[0].query["search_field_values"] == ["agent-1"]
+    assert done["pull"]["agent"] == "agent-1" and len(stored(wh)) == 1
