@@ -38,10 +38,11 @@ def moment(option: str, text: str) -> datetime:
     """A date (its midnight UTC) or an ISO 8601 time, UTC unless it has an offset."""
     try:
         found = datetime.fromisoformat(text.strip())
-        # In UTC, a time near the year 9999's end may be past it.
+        # In UTC, a time near the year 9999's end (or year 1's start) may be past it.
         return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
     except OverflowError:
-        raise InputError(f"{option} {text!r}", "is past the year 9999 in UTC") from None
+        side = "before the year 1" if text.strip().startswith("0001") else "past the year 9999"
+        raise InputError(f"{option} {text!r}", f"is {side} in UTC") from None
     except ValueError:
         raise InputError(
             f"{option} {text!r}",

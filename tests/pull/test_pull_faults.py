@@ -140,6 +140,8 @@ def test_odd_inputs_are_one_line_and_exit_2_or_3(wh: Path, tmp_path: Path) -> No
             client.server_url(url)
     with pytest.raises(InputError, match="is past the year 9999 in UTC"):
         window.moment("--until", "9999-12-31T23:59:59-01:00")
+    with pytest.raises(InputError, match="is before the year 1 in UTC"):
+        window.moment("--since", "0001-01-01T00:00:00+01:00")
     warehouse = location.of(wh)
     for inside in ("sessions", "rejects", "sessions/_delta_log", "."):
         with pytest.raises(InputError, match="is inside the warehouse"):
