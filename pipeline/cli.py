@@ -613,6 +613,11 @@ def scope_options(func: F) -> F:
         include_tests: bool,
         **kwargs: Any,
     ) -> Any:
+        if since and until and until < since:
+            # An empty scope is what a swapped pair would otherwise give, without a word.
+            raise click.BadParameter(
+                f"{until:%Y-%m-%d} is before --since {since:%Y-%m-%d}", param_hint="'--until'"
+            )
         scope = Scope(
             since=since.date() if since else None,
             until=until.date() if until else None,
@@ -862,7 +867,17 @@ def compare(
     output = _format(fmt)
     shown = None if all_columns else _COMPARE_SHOWN[by]
     with query.arrow_rows(result) as rows:
-        _write(rows, output, shown)
+        written = _write(rows, output, shown)
+    if not written:
+        # An empty answer is also what a typo gives (--experiment, --agent, the dates).
+        what = (
+            "no prompt with two versions"
+            if by == "prompt-version"
+            else f"no experiment {experiment_id!r}"
+            if experiment_id is not None
+            else "no experiment with a control and another variant"
+        )
+        click.echo(f"note: nothing to compare: {what} in this scope", err=True)
     if by == "prompt-version" and output in ("table", "markdown"):
         click.echo(f"({BEFORE_AFTER}: other changes in the same days count too)", err=True)
 

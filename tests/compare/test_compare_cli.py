@@ -359,3 +359,20 @@ def test_bad_numbers_are_exit_2(odd_experiments: Path, args: tuple[str, ...]) ->
     done = run_cli("compare", "-w", odd_experiments, "--by", "experiment",
                    "--interval", "bootstrap", *args)  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_nothing_to_compare_says_so_and_swapped_dates_are_refused(odd_experiments: Path) -> None:
+    # An empty answer is also what a typo gives: it is said, on stderr, exit 0.
+    nope = run_cli("compare", "-w", odd_experiments, "--by", "experiment",
+                   "--experiment", "nope", "--format", "csv")  # fmt: skip
+    assert nope.returncode == 0 and nope.stdout.count("\n") == 1  # the header alone
+    assert nope.stderr == "note: nothing to compare: no experiment 'nope' in this scope\n"
+    later = run_cli("compare", "-w", odd_experiments, "--since", "2027-01-01", "--format", "csv")
+    assert later.stderr == "note: nothing to compare: no prompt with two versions in this scope\n"
+    for command in ("compare", "stats", "report"):
+        swapped = run_cli(command, "-w", odd_experiments, "--since", "2026-12-01",
+                          "--until", "2026-11-01")  # fmt: skip
+        assert swapped.returncode == 2, (command, swapped.stderr)
+        assert "Invalid value for '--until': 2026-11-01 is before --since 2026-12-01" in (
+            swapped.stderr
+        )
