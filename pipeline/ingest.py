@@ -33,6 +33,7 @@ from pipeline.store.location import Warehouse
 from pipeline.store.runs import Run
 from pipeline.transform import parse
 from pipeline.validate import validate
+from pipeline.views import timezones
 from schemas import FIELD_NAMES, key_aliases
 
 # Rows a staged row group holds: small enough that the few rows of other days a sorted
@@ -513,10 +514,18 @@ def _timezone_counts(accepted: pl.DataFrame) -> Counter[str]:
 
 
 def _timezone_warnings(zones: Counter[str]) -> list[str]:
-    """One warning per timezone of the file that is not an IANA name (each looked up once)."""
+    """One warning per timezone of the file whose local times the views do not compute (each
+    looked up once): not an IANA name, or one that only some engines know (`EST`,
+    `America/Coyhaique`; see `pipeline.views.timezones`), read as UTC as the views read it."""
+    known = frozenset(timezones.names())
     return [
-        f"{count} row(s) with agent_timezone {name!r}, not an IANA timezone: "
-        "kept, and read as UTC for local times"
+        f"{count} row(s) with agent_timezone {name!r}, "
+        + (
+            "a timezone not both DuckDB and Spark know"
+            if name in _timezones()
+            else "not an IANA timezone"
+        )
+        + ": kept, and read as UTC for local times"
         for name, count in sorted(zones.items())
-        if name not in _timezones()
+        if name not in known
     ]

@@ -254,3 +254,23 @@ def test_an_unknown_timezone_is_kept_with_one_warning_per_name(write: Write, wh:
         "2 row(s) with agent_timezone 'Not/AZone', not an IANA timezone: kept, and read as UTC "
         "for local times",
     ]
+
+
+def test_a_timezone_only_some_engines_know_is_warned_about_and_read_as_utc(
+    write: Write, wh: Path
+) -> None:
+    # IANA names (Python's zoneinfo has them) that DuckDB or the JVM lacks: the views read
+    # them as UTC on every engine alike, which the ingest must say, as for an unknown name.
+    rows = [
+        session(1, timestamp="2026-10-01T01:00:00Z", agent_timezone="America/Coyhaique"),
+        session(2, timestamp="2026-10-01T01:00:00Z", agent_timezone="EST"),
+        session(3, timestamp="2026-10-01T01:00:00Z", agent_timezone="America/Chicago"),
+    ]
+    report = ingest([str(write("zones.ndjson", ndjson(rows)))], wh)
+    assert [w.split(": ", 1)[1] for w in report.warnings] == [
+        f"1 row(s) with agent_timezone {name!r}, a timezone not both DuckDB and Spark know: "
+        "kept, and read as UTC for local times"
+        for name in ("America/Coyhaique", "EST")
+    ]
+    dates = {r["session_id"]: str(r["local_date"]) for r in stored(wh)}
+    assert dates == {"s1": "2026-10-01", "s2": "2026-10-01", "s3": "2026-09-30"}
