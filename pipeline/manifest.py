@@ -66,7 +66,34 @@ def read(wh: Warehouse, relative: str | None) -> Manifest:
             body = json.loads(stream.read())
     except (OSError, ValueError) as exc:
         raise WarehouseError(f"cannot read the manifest {wh}/{relative}: {exc}") from None
+    if (problem := _damage(body)) is not None:
+        raise WarehouseError(
+            f"the manifest {wh}/{relative} is damaged ({problem}): restore it from a backup "
+            "(the sessions commit names it)"
+        )
     return Manifest(body.get("pii_mode"), body.get("key_fingerprint"), body.get("ingests", []))
+
+
+def _damage(body: object) -> str | None:
+    """What in a manifest's JSON is not as `Manifest` writes it, if anything: its readers
+    index every field they use."""
+    if not isinstance(body, dict):
+        return "not an object"
+    for name in ("pii_mode", "key_fingerprint"):
+        if not isinstance(body.get(name), str | None):
+            return f"{name} is not text"
+    ingests = body.get("ingests", [])
+    if not isinstance(ingests, list):
+        return "ingests is not a list"
+    for run in ingests:
+        if not isinstance(run, dict) or not isinstance(run.get("run_id"), str):
+            return "an ingest without its run_id"
+        if not isinstance(run.get("files"), list) or not isinstance(run.get("finished"), str):
+            return f"ingest {run['run_id']} without its files or its time"
+        for entry in run["files"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+                return f"a file of ingest {run['run_id']} without its sha256"
+    return None
 
 
 def write(manifest: Manifest, wh: Warehouse, run_id: str) -> str:

@@ -34,6 +34,7 @@ def last_until(manifest: Manifest, server: str, agent: str | None) -> datetime |
         moment("--until", entry[KEY]["until"])
         for entry in manifest.ingests
         if isinstance(entry.get(KEY), dict)
+        and isinstance(entry[KEY].get("until"), str)
         and entry[KEY].get("server_url") == server
         and entry[KEY].get("agent") == agent
     ]

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
+from pipeline.errors import WarehouseError
 from pipeline.store import tables
 from pipeline.store.location import Warehouse
 
@@ -123,7 +124,7 @@ def clean(wh: Warehouse, committed_runs: set[str]) -> None:
     (staging folders, data files, manifests); their rejects rows are `drop_rejects`' work."""
     assert wh.local is not None
     shutil.rmtree(wh.local / STAGING, ignore_errors=True)
-    named: set[str] | None = None
+    named_by: dict[Path, _Named] = {}  # read once, when a file may have to go
     for name in (tables.SESSIONS, tables.REJECTS):
         folder = wh.local / name
         if not folder.is_dir():
@@ -134,32 +135,54 @@ def clean(wh: Warehouse, committed_runs: set[str]) -> None:
             found = _OWN_FILE.match(path.name)
             if not found or found.group(1) in committed_runs:
                 continue
-            # A rejects file that a commit named stays for the versions that read it
-            # (`drop_rejects` takes it out, vacuum deletes it); one no commit ever named was
-            # placed by a run killed before its rejects commit: nothing reads it.
-            if name == tables.SESSIONS or path.relative_to(folder).as_posix() not in (
-                named := named if named is not None else _ever_named(folder)
-            ):
+            # A file that a commit named stays for the versions that read it (a rejects file
+            # of a run whose sessions commit failed: `drop_rejects` takes it out, vacuum
+            # deletes it; a sessions file of a run the manifest does not list, which only a
+            # manifest restored from an older backup gives); one no commit ever named was
+            # placed by a run killed before its commit: nothing reads it.
+            if path.relative_to(folder).as_posix() not in _ever_named(folder, named_by).files:
                 path.unlink(missing_ok=True)
-    for stray in (
-        (wh.local / "manifests").glob("*.json") if (wh.local / "manifests").is_dir() else []
-    ):
+    manifests = wh.local / "manifests"
+    for stray in manifests.glob("*.json") if manifests.is_dir() else []:
         if stray.stem not in committed_runs and re.fullmatch(RUN_ID, stray.stem):
-            stray.unlink(missing_ok=True)
+            # Not one a commit of the sessions table names (its manifest: the same case).
+            named = _ever_named(wh.local / tables.SESSIONS, named_by)
+            if f"manifests/{stray.name}" not in named.manifests:
+                stray.unlink(missing_ok=True)
 
 
-def _ever_named(folder: Path) -> set[str]:
+@dataclass
+class _Named:
+    """What a table's commits named: data files, and manifests."""
+
+    files: set[str] = field(default_factory=set)
+    manifests: set[str] = field(default_factory=set)
+
+
+def _ever_named(folder: Path, cache: dict[Path, _Named]) -> _Named:
     """The data files any commit of the local table at `folder` added that its log still
-    holds, and those of its latest version (which a checkpoint may hold instead)."""
-    named: set[str] = set()
-    for entry in sorted((folder / "_delta_log").glob("*.json")):
-        for line in entry.read_text().splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "add" in action:
-                named.add(unquote(action["add"]["path"]))
+    holds, and those of its latest version (which a checkpoint may hold instead); with the
+    manifests its commits named."""
+    if folder in cache:
+        return cache[folder]
+    named = cache[folder] = _Named()
+    log = entry = folder / "_delta_log"
+    try:
+        for entry in sorted(log.glob("*.json")):
+            for line in entry.read_text().splitlines():
+                action = json.loads(line) if line.strip() else {}
+                if "add" in action:
+                    named.files.add(unquote(action["add"]["path"]))
+                if isinstance(info := action.get("commitInfo"), dict):
+                    named.manifests.add(str(info.get(tables.MANIFEST_KEY)))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise WarehouseError(
+            f"cannot read {entry}: {exc}; a file in a table's _delta_log that is not one of "
+            "its commits may be moved elsewhere"
+        ) from None
     with contextlib.suppress(DeltaError, OSError):  # no table yet: nothing named
         found = tables.files_of(DeltaTable(str(folder)), str(folder))
-        named.update(unquote(f.path) for f in found)
+        named.files.update(unquote(f.path) for f in found)
     return named
 
 

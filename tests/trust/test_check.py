@@ -82,3 +82,51 @@ def test_a_check_while_ingests_commit_reads_one_snapshot(tmp_path: Path, write: 
     assert failed == [], failed[0][1][:2000] if failed else ""
     assert len(results) >= 3
     assert all(r.stdout.startswith(f"OK: {wh} holds ") for r in results)
+
+
+def _two_ingests(write: Write, wh: Path) -> tuple[Path, Path]:
+    """A warehouse of two ingests (each file's sessions on days of their own), and its two
+    manifests, oldest first."""
+    for name, days in (("a.ndjson", range(0, 10)), ("b.ndjson", range(10, 20))):
+        rows = [session(n, timestamp=f"2026-10-{1 + n:02d}T12:00:00Z") for n in days]
+        assert run_cli("ingest", write(name, ndjson([*rows, "x"])), "-w", wh).returncode == 0
+    first, second = sorted((wh / "manifests").glob("*.json"))
+    return first, second
+
+
+def test_a_manifest_of_another_shape_is_exit_3_in_every_command(write: Write, wh: Path) -> None:
+    _, latest = _two_ingests(write, wh)
+    for damaged in ("[]", "null", '{"ingests": [{}]}', '{"ingests": [5]}', '{"ingests": null}',
+                    '{"ingests": [{"run_id": "r", "finished": "t", "files": [7]}]}'):  # fmt: skip
+        latest.write_text(damaged)
+        for command in (["history"], ["check"], ["stats"], ["vacuum"]):
+            result = run_cli(*command, "-w", wh)
+            assert result.returncode == 3, (damaged, command, result.stderr)
+            assert f"the manifest {wh}/manifests/{latest.name} is damaged" in result.stderr
+
+
+def test_an_older_manifest_in_place_of_the_latest_loses_no_file(write: Write, wh: Path) -> None:
+    # A restore from an older backup: the latest manifest says less than the log. Nothing the
+    # log names may be taken for a killed run's leftover and deleted.
+    first, latest = _two_ingests(write, wh)
+    before = sorted(p.relative_to(wh) for p in wh.rglob("*.parquet"))
+    latest.write_bytes(first.read_bytes())
+    for command in ("vacuum", "optimize"):
+        run_cli(command, "-w", wh)
+    after = sorted(p.relative_to(wh) for p in wh.rglob("*.parquet"))
+    assert set(before) <= set(after) and latest.exists()
+    assert DeltaTable(str(wh / "sessions")).to_pyarrow_table().num_rows == 20
+
+
+def test_a_file_in_a_delta_log_that_is_not_a_commit_is_exit_3(write: Write, wh: Path) -> None:
+    _two_ingests(write, wh)
+    # A rejects file no commit named (a killed run's) makes the cleanup read the log.
+    (rejects,) = list((wh / "rejects").glob("part-*.parquet"))[:1]
+    stray = rejects.with_name("part-20261130T000000000000Z-deadbeef.parquet")
+    stray.write_bytes(rejects.read_bytes())
+    (wh / "rejects" / "_delta_log" / "notes.json").write_text("oops")
+    for command in ("vacuum", "optimize"):
+        result = run_cli(command, "-w", wh)
+        assert result.returncode == 3, result.stderr
+        assert "notes.json: Expecting value" in result.stderr
+        assert "that is not one of its commits may be moved elsewhere" in result.stderr
