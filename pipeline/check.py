@@ -81,6 +81,17 @@ def check_version(wh: Warehouse, version: Version) -> CheckReport:
                 Problem(f"{stored.location}: its columns are not the session schema", _REINGEST)
             )
             continue
+        # A file rewritten in place (fewer rows, another writer) reads, but is not the one
+        # committed: Delta readers, which trust the commit's size, fail on it.
+        size = fs.get_file_info(location.fs_path(stored.location)).size
+        if size != stored.size:
+            report.problems.append(
+                Problem(
+                    f"{stored.location}: {size:,} bytes, where its commit says {stored.size:,}",
+                    _REINGEST,
+                )
+            )
+            continue
         readable.append(stored)
     report.files = len(files)
     report.ingests = len(version.manifest.ingests)

@@ -130,3 +130,17 @@ def test_a_file_in_a_delta_log_that_is_not_a_commit_is_exit_3(write: Write, wh: 
         assert result.returncode == 3, result.stderr
         assert "notes.json: Expecting value" in result.stderr
         assert "that is not one of its commits may be moved elsewhere" in result.stderr
+
+
+def test_a_file_rewritten_in_place_is_found(write: Write, wh: Path) -> None:
+    # Readable, with the session columns, but not the file committed: fewer sessions than the
+    # version holds, and Delta readers (which trust the commit's size) fail on it.
+    _two_ingests(write, wh)
+    table = DeltaTable(str(wh / "sessions"))
+    (first, *_) = sorted(Path(uri) for uri in table.file_uris())
+    committed = first.stat().st_size
+    pq.write_table(pq.read_table(first).slice(0, 0), first)
+    result = run_cli("check", "-w", wh)
+    assert result.returncode == 3, result.stdout
+    size = first.stat().st_size
+    assert f"{first}: {size:,} bytes, where its commit says {committed:,}" in result.stderr
