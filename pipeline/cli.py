@@ -252,7 +252,7 @@ def _user_errors(func: F) -> F:
                 if report is None or not report.committed:
                     _exit_stopped(number)
                 _hold_stops()
-                _show(report, kwargs)
+                _show_anyway(report, kwargs)
                 name = signal.Signals(number).name
                 click.echo(
                     f"note: {name} arrived after the commit; the ingest is complete", err=True
@@ -262,7 +262,7 @@ def _user_errors(func: F) -> F:
                 _exit_if_stdout_failed(exc)
                 _internal_error(exc)
             if report is not None and (report.files or kwargs.get("as_json")):
-                _show(report, kwargs)
+                _show_anyway(report, kwargs)
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         _hold_stops()
@@ -286,6 +286,15 @@ def _without_pandas(func: F) -> F:
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_anyway(report: Any, options: dict[str, Any]) -> None:
+    """`_show`, on the way out with another exit code: stdout that cannot take the report
+    (a full disk) does not change that code, nor add a traceback at exit."""
+    try:
+        _show(report, options)
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
 
 def _show(report: Any, options: dict[str, Any]) -> None:

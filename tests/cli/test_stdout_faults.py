@@ -85,3 +85,15 @@ def test_an_ingest_whose_report_cannot_be_written_is_committed(tmp_path: Path, s
     report = json.loads(again.stdout)
     assert again.returncode == 0 and report["files"] == 0, again.stdout
     assert [f["path"] for f in report["files_skipped"]] == [str(tmp_path / "a.ndjson")]
+
+
+@pytest.mark.parametrize("stdout", ["full", "closed"])
+def test_an_error_whose_report_cannot_be_written_keeps_its_exit_code(
+    tmp_path: Path, stdout: str
+) -> None:
+    (tmp_path / "a.ndjson").write_bytes(ndjson([session(1), "not json"]))
+    args = ["ingest", str(tmp_path / "a.ndjson"), "-w", str(tmp_path / "w"), "--json"]
+    result = _run([*args, "--max-reject-rate", "0.1"], stdout)
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: 50.0% of the rows were rejected")
