@@ -186,6 +186,22 @@ def _ever_named(folder: Path, cache: dict[Path, _Named]) -> _Named:
     return named
 
 
+def take_back_rejects(wh: Warehouse, run_id: str) -> None:
+    """Take the rejects of run `run_id`, whose sessions commit failed, out of the rejects
+    table again; at best: what fails here, the next ingest's `drop_rejects` does."""
+    with contextlib.suppress(Exception):
+        table = tables.load(wh, tables.REJECTS)
+        if table is None:
+            return
+        mine = [
+            tables.remove_action(f)
+            for f in tables.files_of(table, wh.table(tables.REJECTS))
+            if run_of(f.path) == run_id
+        ]
+        if mine:
+            tables.commit(wh, table, tables.REJECTS, [], mine, {}, exclusive=False)
+
+
 def drop_rejects(wh: Warehouse, table: DeltaTable, committed: set[str], hours: int) -> None:
     """Take out of the rejects table the rows of runs that never committed their sessions
     (killed between the two commits). On object storage, where no lock keeps other writers

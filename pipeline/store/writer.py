@@ -94,9 +94,17 @@ def commit(
         # The rejects table names them now: they stay (no reader counts them unless the
         # sessions commit follows; the next ingest takes them out if it does not).
         del run.placed[-len(placed_rejects) :]
-    tables.commit(
-        wh, target.sessions, tables.SESSIONS, adds, merged.removes, metadata, exclusive=True
-    )
+    try:
+        tables.commit(
+            wh, target.sessions, tables.SESSIONS, adds, merged.removes, metadata, exclusive=True
+        )
+    except BaseException:
+        if reject_adds:
+            # Its rejects must not count: no command of ours reads them (the manifest lists
+            # no such run), but a Delta reader of the rejects table would, until the next
+            # ingest took them out. The next ingest still does, should this fail too.
+            runs.take_back_rejects(wh, run.run_id)
+        raise
 
 
 def committed(wh: Warehouse, run: Run) -> bool:

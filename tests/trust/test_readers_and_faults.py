@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+from deltalake import DeltaTable
 
 from tests.conftest import SESSIONS, ndjson, run_cli, session, tree
 from tests.trust.conftest import BIG_SESSIONS, state
@@ -142,3 +143,27 @@ def test_an_export_the_user_may_not_read(write: Write, wh: Path) -> None:
     assert result.returncode == 2
     assert result.stderr == f"error: {export}: cannot open: Permission denied\n"
     assert not (wh / "sessions").exists()
+
+
+def test_a_failed_sessions_commit_takes_its_rejects_back(write: Write, wh: Path) -> None:
+    # The rejects commit comes first; when the sessions commit then fails, a Delta reader of
+    # the rejects table would count rows of a run that never was, until the next ingest.
+    first = write("a.ndjson", ndjson([session(1), "not json"]))
+    assert run_cli("ingest", first, "-w", wh, "-q").returncode == 0
+    log = wh / "sessions" / "_delta_log"
+    log.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [str(SESSIONS), "ingest", str(write("b.ndjson", ndjson([session(2), "[1"]))),
+             "-w", str(wh)],
+            capture_output=True, text=True, preexec_fn=without_root_overrides, check=False,
+        )  # fmt: skip
+    finally:
+        log.chmod(0o755)
+    assert result.returncode == 3 and "Permission denied" in result.stderr, result.stderr
+    assert DeltaTable(str(wh / "rejects")).to_pyarrow_table().num_rows == 1
+    assert DeltaTable(str(wh / "sessions")).to_pyarrow_table().num_rows == 1
+    # The same ingest, once the log may be written: whole, its rejects once.
+    assert run_cli("ingest", wh.parent / "exports" / "b.ndjson", "-w", wh).returncode == 0
+    assert DeltaTable(str(wh / "rejects")).to_pyarrow_table().num_rows == 2
+    assert DeltaTable(str(wh / "sessions")).to_pyarrow_table().num_rows == 2
