@@ -99,7 +99,9 @@ def commit(
             wh, target.sessions, tables.SESSIONS, adds, merged.removes, metadata, exclusive=True
         )
     except BaseException:
-        if reject_adds:
+        # delta-rs may fail after writing the commit (a checkpoint it could not write): then
+        # the run counts, and its rejects with it.
+        if reject_adds and not committed(wh, run):
             # Its rejects must not count: no command of ours reads them (the manifest lists
             # no such run), but a Delta reader of the rejects table would, until the next
             # ingest took them out. The next ingest still does, should this fail too.

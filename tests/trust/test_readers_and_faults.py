@@ -167,3 +167,19 @@ def test_a_failed_sessions_commit_takes_its_rejects_back(write: Write, wh: Path)
     assert run_cli("ingest", wh.parent / "exports" / "b.ndjson", "-w", wh).returncode == 0
     assert DeltaTable(str(wh / "rejects")).to_pyarrow_table().num_rows == 2
     assert DeltaTable(str(wh / "sessions")).to_pyarrow_table().num_rows == 2
+
+
+def test_a_commit_that_fails_after_it_is_written_keeps_its_rejects(write: Write, wh: Path) -> None:
+    # delta-rs writes the commit, then a checkpoint: when only the checkpoint fails, the run
+    # counts, and its rejects must stay.
+    first = write("a.ndjson", ndjson([session(1), "not json"]))
+    assert run_cli("ingest", first, "-w", wh, "-q").returncode == 0
+    table = DeltaTable(str(wh / "sessions"))
+    table.alter.set_table_properties({"delta.checkpointInterval": "1"})
+    following = table.version() + 1
+    (wh / "sessions" / "_delta_log" / f"{following:020d}.checkpoint.parquet").mkdir()
+    result = run_cli("ingest", write("b.ndjson", ndjson([session(2), "[1"])), "-w", wh)
+    assert DeltaTable(str(wh / "sessions")).version() == following, result.stderr
+    assert DeltaTable(str(wh / "rejects")).to_pyarrow_table().num_rows == 2, result.stderr
+    check = run_cli("check", "-w", wh)
+    assert check.returncode == 0 and "2 rejected rows, from 2 ingest(s)" in check.stdout
