@@ -305,7 +305,24 @@ def _show(report: Any, options: dict[str, Any]) -> None:
         click.echo(report.to_text())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Sessions(click.Group):
+    """The command group, whose stdout is `stdout.Stdout` from the start: what click itself
+    prints (`--help`, `--version`, before any command runs) fails on a full disk or a closed
+    stdout as a command's output does, one line and exit 3, not with a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        stdout.install()
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as exc:
+            _exit_if_stdout_failed(exc)
+            raise
+
+
+@click.group(
+    cls=_Sessions,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="sessions")
 def main() -> None:
     """Duration analytics over Syllable session exports.
@@ -318,7 +335,6 @@ def main() -> None:
       sessions generate exports/          # synthetic exports to try things on
       sessions ingest exports/            # into data/warehouse/
     """
-    stdout.install()
     # A stop request unwinds whatever runs, so that an ingest abandons its run cleanly.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _stop)

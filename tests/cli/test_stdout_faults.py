@@ -13,8 +13,12 @@ import pytest
 from pipeline.ingest import ingest
 from tests.conftest import SESSIONS, ndjson, session, tree
 
-# Every command that prints, with its arguments after the warehouse's.
+# Every command that prints, with its arguments after the warehouse's; and what click itself
+# prints before any command runs.
 PRINTING = [
+    ["--help"],
+    ["--version"],
+    ["stats", "--help"],
     ["stats"],
     ["stats", "--format", "json"],
     ["compare", "--min-sessions", "2"],
@@ -55,7 +59,8 @@ def test_a_reading_command_whose_output_cannot_be_written(
     warehouse: Path, command: list[str], stdout: str
 ) -> None:
     before = tree(warehouse)
-    args = command if command == ["views"] else [*command, "-w", str(warehouse)]
+    plain = command == ["views"] or command[0].startswith("--") or "--help" in command
+    args = command if plain else [*command, "-w", str(warehouse)]
     result = _run(args, stdout)
     why = "No space left on device" if stdout == "full" else "stdout is closed"
     assert result.returncode == 3, result.stderr
