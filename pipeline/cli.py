@@ -399,7 +399,7 @@ def ingest(
         naive_timezone, max_reject_rate, force, PiiMode(pii), memory_limit=memory_limit
     )
     # Progress only where a person watches: a terminal, and not --quiet or --json.
-    watched = sys.stderr.isatty() and not (quiet or as_json)
+    watched = sys.stderr is not None and sys.stderr.isatty() and not (quiet or as_json)
     with for_terminal(_sizes(paths, warehouse) if watched else [], not watched) as progress:
         report = run_ingest(
             paths,
@@ -564,7 +564,7 @@ def pull(
         max_time,
         max_pages,
     )
-    watched = sys.stderr.isatty() and not (quiet or as_json)
+    watched = sys.stderr is not None and sys.stderr.isatty() and not (quiet or as_json)
     report = run_pull(
         request,
         Options(max_reject_rate=max_reject_rate, pii=PiiMode(pii), memory_limit=memory_limit),
@@ -581,7 +581,14 @@ def pull(
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--sessions", "count", default=3000, show_default=True, help="Sessions to generate.")
+@click.option(
+    "--sessions",
+    "count",
+    type=click.IntRange(min=10),
+    default=3000,
+    show_default=True,
+    help="Sessions to generate (10 or more).",
+)
 @click.option("--seed", default=7, show_default=True, help="Random seed; same seed, same files.")
 @_user_errors
 @_without_pandas

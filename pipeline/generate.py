@@ -224,7 +224,11 @@ def write_exports(out_dir: Path, count: int, seed: int) -> list[Path]:
 
 def _with_problems(good: pl.DataFrame) -> str:
     """A few lines with the defects real exports have, each of which ingest must handle."""
-    lines = good.write_ndjson().splitlines()
+    found = good.write_ndjson().splitlines()
+    if not found:  # a handful of sessions, none of them plain: nothing to spoil
+        return ""
+    # Fewer than eight (`--sessions 5`): the same sessions spoiled in more than one way.
+    lines = [found[i % len(found)] for i in range(8)]
     return (
         "\n".join(
             [

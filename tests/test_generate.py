@@ -64,3 +64,17 @@ def test_every_format_is_written_and_ingests(tmp_path: Path) -> None:
     assert report.rows_superseded > 0  # overlapping pages and re-deliveries
     assert report.rows_rejected == 4 and report.unknown_fields == ["sentiment_score"]
     assert all(r["duration"] is not None for r in stored(tmp_path / "wh"))  # filled in later
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_fewest_sessions_allowed_still_make_every_export(tmp_path: Path, seed: int) -> None:
+    # Below eight plain sessions the file of problems spoiled sessions it did not have (an
+    # IndexError, exit 70); fewer than 10 is refused, exit 2.
+    from tests.conftest import run_cli
+
+    done = run_cli("generate", tmp_path / "out", "--sessions", "10", "--seed", str(seed))
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "out").iterdir())) == 7
+    assert ingest([str(tmp_path / "out")], tmp_path / "wh").rows_read > 10
+    refused = run_cli("generate", tmp_path / "more", "--sessions", "9")
+    assert refused.returncode == 2 and "9 is not in the range x>=10" in refused.stderr

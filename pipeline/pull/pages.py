@@ -114,7 +114,9 @@ def _integer(text: str) -> int | float:
     """An integer as the page has it; one too long for Python to convert is infinite (as a
     count it is refused, and an item's is the ingest's to judge)."""
     limit = sys.get_int_max_str_digits()  # 0: no limit
-    return int(text) if not limit or len(text.lstrip("-")) <= limit else math.inf
+    if not limit or len(text.lstrip("-")) <= limit:
+        return int(text)
+    return -math.inf if text.startswith("-") else math.inf
 
 
 def _read_deep(body: bytes, number: int) -> Page:
@@ -129,7 +131,9 @@ def _read_deep(body: bytes, number: int) -> Page:
         ).fetchone()
     if row is None or row[0] != "ARRAY":
         raise _not_a_page(number)
-    totals = [json.loads(text) if text is not None else None for text in row[2:]]
+    totals = [
+        json.loads(text, parse_int=_integer) if text is not None else None for text in row[2:]
+    ]
     return Page(
         body,
         int(row[1]),

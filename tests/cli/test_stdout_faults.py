@@ -102,3 +102,14 @@ def test_an_error_whose_report_cannot_be_written_keeps_its_exit_code(
     assert result.returncode == 4, result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith("error: 50.0% of the rows were rejected")
+
+
+def test_an_ingest_with_stderr_closed(tmp_path: Path) -> None:
+    # Whether to show progress asked a closed stderr if it was a terminal (exit 70).
+    (tmp_path / "a.ndjson").write_bytes(ndjson([session(1)]))
+    result = subprocess.run(
+        ["sh", "-c", '"$0" "$@" 2>&-', str(SESSIONS), "ingest", str(tmp_path / "a.ndjson"),
+         "-w", str(tmp_path / "w"), "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and json.loads(result.stdout)["rows_accepted"] == 1

@@ -199,6 +199,13 @@ def test_pages_in_utf16_or_with_odd_items_are_kept_and_quarantined(wh: Path) -> 
     }
     assert len(raw_lines(wh)) == 3  # the UTF-16 page kept as UTF-8 text, on one line
     assert b'"s7\xff"' in raw_lines(wh)[2]
+    # A page nested too deep for Python, stating a count longer than Python converts.
+    deep_items = b'[{"session_id": "d1", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}]"
+    body = b'{"items": ' + deep_items + b', "total_pages": 1, "total_count": ' + b"9" * 5001 + b"}"
+    api = FakeApi(edit=lambda query, _: body)
+    with serving(api):
+        result = pull(api, wh, *WINDOW, "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     # A page that is no text in its encoding: the data's fault, not the network's.
     api = FakeApi([session(0)], edit=lambda query, body: body.decode().encode("utf-16")[:-1])
     with serving(api):
