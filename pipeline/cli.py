@@ -218,9 +218,7 @@ def _exit_if_stdout_failed(exc: BaseException) -> None:
     failed = stdout.failure(exc)
     if failed is None:
         return
-    # Nothing more can reach stdout, and the interpreter's own flush at exit would print a
-    # traceback of what is left in its buffer: stdout is the null device from here on.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    stdout.silence()
     if isinstance(failed, BrokenPipeError):
         sys.exit(0)
     click.echo(
@@ -294,7 +292,7 @@ def _show_anyway(report: Any, options: dict[str, Any]) -> None:
     try:
         _show(report, options)
     except OSError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        stdout.silence()
 
 
 def _show(report: Any, options: dict[str, Any]) -> None:

@@ -7,8 +7,10 @@ which it was (the warehouse is fine, the output is lost), not call it a bug.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
+import os
 import sys
 from typing import Any, TextIO
 
@@ -50,9 +52,33 @@ def install() -> None:
     is written escaped rather than stopping the output."""
     if isinstance(sys.stdout, Stdout):
         return
+    for stream, descriptor in ((sys.stdout, 1), (sys.stderr, 2)):
+        if stream is None:
+            # Closed from the start (`>&-`): the next file opened would be given its
+            # descriptor, and a child process would take that file for its own stdout. The
+            # null device holds the place; writing stays refused (`Stdout(None)`).
+            _hold(descriptor)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
     sys.stdout = Stdout(sys.stdout)
+
+
+def silence() -> None:
+    """From here on what is left for stdout goes nowhere: the interpreter's flush at exit
+    would otherwise print a traceback of what stdout failed to take. A stdout closed from the
+    start has nothing to flush (its descriptor is held by `install`)."""
+    stream = sys.stdout._stream if isinstance(sys.stdout, Stdout) else sys.stdout
+    if stream is not None:
+        with contextlib.suppress(OSError, ValueError):  # no descriptor (a test's stand-in)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+def _hold(descriptor: int) -> None:
+    with contextlib.suppress(OSError):
+        opened = os.open(os.devnull, os.O_WRONLY)
+        if opened != descriptor:
+            os.dup2(opened, descriptor)
+            os.close(opened)
 
 
 def failure(exc: BaseException) -> OSError | None:

@@ -137,7 +137,8 @@ LINEAGE_FIELDS: tuple[Field, ...] = (
     _f(
         "local_date",
         Kind.DATE,
-        "Date the session started in agent_timezone (UTC where that is missing or not IANA)",
+        "Date the session started in agent_timezone (UTC where that is missing, not IANA, or "
+        "not known to both DuckDB and Spark)",
         nullable=False,
     ),
 )
