@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
 
 from pipeline.store import database, location, reader, relations, tables
 from pipeline.store.location import Warehouse
-from pipeline.store.tables import Version
+from pipeline.store.tables import StoredFile, Version
 from schemas import PARTITION_COLUMN, arrow_schema
 
 
@@ -81,18 +82,11 @@ def check_version(wh: Warehouse, version: Version) -> CheckReport:
                 Problem(f"{stored.location}: its columns are not the session schema", _REINGEST)
             )
             continue
-        # A file rewritten in place (fewer rows, another writer) reads, but is not the one
-        # committed: Delta readers, which trust the commit's size, fail on it.
-        size = fs.get_file_info(location.fs_path(stored.location)).size
-        if size != stored.size:
-            report.problems.append(
-                Problem(
-                    f"{stored.location}: {size:,} bytes, where its commit says {stored.size:,}",
-                    _REINGEST,
-                )
-            )
+        if _resized(fs, stored, report):
             continue
         readable.append(stored)
+    for stored in version.reject_files():
+        _resized(fs, stored, report)
     report.files = len(files)
     report.ingests = len(version.manifest.ingests)
     con = duckdb.connect()
@@ -114,6 +108,21 @@ def check_version(wh: Warehouse, version: Version) -> CheckReport:
     if wh.local is not None:
         _check_database(wh, version, report)
     return report
+
+
+def _resized(fs: Any, stored: StoredFile, report: CheckReport) -> bool:
+    """Whether `stored` is not the size its commit says, which `report` then says: a file
+    rewritten in place (fewer rows, another writer) may read, but is not the one committed,
+    and Delta readers, which trust the commit's size, fail on it."""
+    size = fs.get_file_info(location.fs_path(stored.location)).size
+    if size == stored.size:
+        return False
+    report.problems.append(
+        Problem(
+            f"{stored.location}: {size:,} bytes, where its commit says {stored.size:,}", _REINGEST
+        )
+    )
+    return True
 
 
 def _check_keys(con: duckdb.DuckDBPyConnection, source: str, report: CheckReport) -> None:

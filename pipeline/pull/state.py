@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pipeline.errors import InputError, WarehouseError
 from pipeline.manifest import Manifest
 from pipeline.pull.window import Window, moment
 from pipeline.store import location, tables
@@ -30,14 +31,21 @@ def record(
 
 def last_until(manifest: Manifest, server: str, agent: str | None) -> datetime | None:
     """The latest end of a committed pull of this scope, if any."""
-    ends = [
-        moment("--until", entry[KEY]["until"])
-        for entry in manifest.ingests
-        if isinstance(entry.get(KEY), dict)
-        and isinstance(entry[KEY].get("until"), str)
-        and entry[KEY].get("server_url") == server
-        and entry[KEY].get("agent") == agent
-    ]
+    ends = []
+    for entry in manifest.ingests:
+        pull = entry.get(KEY)
+        if not isinstance(pull, dict) or pull.get("server_url") != server:
+            continue
+        if pull.get("agent") != agent:
+            continue
+        try:
+            ends.append(moment("until", str(pull.get("until"))))
+        except InputError:
+            # Not an option the user gave: the warehouse's own record is damaged.
+            raise WarehouseError(
+                f"the manifest's record of pull {entry.get('run_id')} has an until that is not "
+                f"a time ({pull.get('until')!r}): give --since a date instead of 'last'"
+            ) from None
     return max(ends, default=None)
 
 

@@ -301,3 +301,16 @@ def test_an_empty_agent_is_refused_and_one_with_blanks_is_trimmed(wh: Path) -> N
         done = report(pull(api, wh, *WINDOW, "--agent", " agent-1\t", "--json"))
     assert api.seen[0].query["search_field_values"] == ["agent-1"]
     assert done["pull"]["agent"] == "agent-1" and len(stored(wh)) == 1
+
+
+def test_a_damaged_record_of_a_pull_is_the_warehouse_s_fault(wh: Path) -> None:
+    # The manifest's record of the last pull, not an option the user gave, holds a bad time.
+    api = FakeApi([])
+    with serving(api):
+        report(pull(api, wh, *WINDOW, "--json"))
+        (latest,) = sorted((wh / "manifests").glob("*.json"))[-1:]
+        body = json.loads(latest.read_text())
+        body["ingests"][-1]["pull"]["until"] = "garbage"
+        latest.write_text(json.dumps(body))
+        line = one_line(pull(api, wh, "--since", "last"), 3)
+    assert "has an until that is not a time ('garbage')" in line

@@ -140,7 +140,12 @@ def test_a_file_rewritten_in_place_is_found(write: Write, wh: Path) -> None:
     (first, *_) = sorted(Path(uri) for uri in table.file_uris())
     committed = first.stat().st_size
     pq.write_table(pq.read_table(first).slice(0, 0), first)
+    # And a rejects file too: its rows count in the report and the views.
+    (reject, *_) = sorted(Path(uri) for uri in DeltaTable(str(wh / "rejects")).file_uris())
+    reject_committed = reject.stat().st_size
+    pq.write_table(pq.read_table(reject).slice(0, 0), reject)
     result = run_cli("check", "-w", wh)
     assert result.returncode == 3, result.stdout
-    size = first.stat().st_size
-    assert f"{first}: {size:,} bytes, where its commit says {committed:,}" in result.stderr
+    for path, was in ((first, committed), (reject, reject_committed)):
+        size = path.stat().st_size
+        assert f"{path}: {size:,} bytes, where its commit says {was:,}" in result.stderr
