@@ -36,7 +36,7 @@ variants as (
         variant_key,
         coalesce(
             arg_max(experiment_variant, "timestamp") filter (where experiment_variant is not null),
-            variant_key
+            substr(variant_key, strpos(variant_key, ':') + 1)
         ) as variant_name,
         coalesce(bool_or(experiment_variant_is_control), false) as is_control,
         count(*) as session_count

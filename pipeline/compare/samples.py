@@ -201,7 +201,10 @@ def _names(variants: list[tuple[Any, ...]]) -> dict[int, str]:
     seen: dict[str, int] = {}
     for v in variants:
         seen[v[2]] = seen.get(v[2], 0) + 1
-    return {v[0]: v[2] if seen[v[2]] == 1 else f"{v[2]} ({v[6]})" for v in variants}
+    # The key without its kind ('id:', 'name:'; see experiment_variant_key.sql).
+    return {
+        v[0]: v[2] if seen[v[2]] == 1 else f"{v[2]} ({v[6].split(':', 1)[1]})" for v in variants
+    }
 
 
 def _shares(experiment_id: str, names: list[str], expected: Sequence[float] | None) -> list[float]:

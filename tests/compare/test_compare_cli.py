@@ -376,3 +376,18 @@ def test_nothing_to_compare_says_so_and_swapped_dates_are_refused(odd_experiment
         assert "Invalid value for '--until': 2026-11-01 is before --since 2026-12-01" in (
             swapped.stderr
         )
+
+
+def test_a_variant_named_as_another_variants_id_is_not_that_variant(tmp_path: Path) -> None:
+    # Ids A (named "ctl", the control) and B ("trt"); sessions with no id and the name "A":
+    # a variant of that name, not the control's sessions.
+    records = [_experiment_session(i, "E1", "A", "ctl", True) for i in range(60)]
+    records += [_experiment_session(100 + i, "E1", "B", "trt", False) for i in range(60)]
+    records += [_experiment_session(200 + i, "E1", None, "A", None) for i in range(40)]
+    export = tmp_path / "e.ndjson"
+    export.write_bytes(ndjson(records))
+    assert run_cli("ingest", export, "-w", tmp_path / "wh", "-q").returncode == 0
+    rows = _compare(tmp_path / "wh", "--by", "experiment")
+    found = sorted((r["baseline"], r["baseline_count"], r["candidate"], r["candidate_count"])
+                   for r in rows)  # fmt: skip
+    assert found == [("ctl", "60", "A", "40"), ("ctl", "60", "trt", "60")]
