@@ -903,7 +903,7 @@ def compare(
         what = (
             "no prompt with two versions"
             if by == "prompt-version"
-            else f"no experiment {experiment_id!r}"
+            else f"no experiment {experiment_id!r} with a control and another variant"
             if experiment_id is not None
             else "no experiment with a control and another variant"
         )

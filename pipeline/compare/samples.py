@@ -151,6 +151,15 @@ def experiments(
     by_experiment: dict[str, list[tuple[Any, ...]]] = {}
     for variant in variants:
         by_experiment.setdefault(variant[1], []).append(variant)
+    in_scope = con.sql(
+        _sql("experiments_in_scope.sql"), params=_params(scope, experiment=experiment_id)
+    ).fetchall()
+    for experiment, count in in_scope:
+        if experiment not in by_experiment:
+            warn(
+                f"experiment {experiment!r}: none of its {count:,} session(s) can be placed in "
+                "a variant (no variant id, and no name or one several ids share): left out"
+            )
     pairs: list[Pair] = []
     for experiment, its in by_experiment.items():
         if its[0][5]:

@@ -294,6 +294,8 @@ def odd_experiments(tmp_path_factory: pytest.TempPathFactory) -> Path:
     records += [
         _experiment_session(1000 + i, "same-names", None, "same", i < 10 or None) for i in range(30)
     ]
+    # An experiment none of whose sessions names a variant.
+    records += [_experiment_session(1100 + i, "no-variants", None, None, None) for i in range(5)]
     records += [session(900, prompt_id="p-one", prompt_version_number=1, duration=5.0)]
     records += [session(901 + i, prompt_id="p-one", prompt_version_number=2) for i in range(2)]
     export = tmp / "odd.ndjson"
@@ -324,6 +326,7 @@ def test_experiments_that_cannot_be_compared_are_said_and_left_out(odd_experimen
     assert same == [("same (s1)", "100", "1.0"), ("same (s2)", "100", "1.0")]
     said = "'same-names': 30 session(s) have no variant id and a name several variant ids share"
     assert said in done.stderr
+    assert "'no-variants': none of its 5 session(s) can be placed in a variant" in done.stderr
     # The report says what it left out.
     out = odd_experiments.parent / "report.html"
     assert run_cli("report", "-w", odd_experiments, "--out", out).returncode == 0
@@ -366,7 +369,10 @@ def test_nothing_to_compare_says_so_and_swapped_dates_are_refused(odd_experiment
     nope = run_cli("compare", "-w", odd_experiments, "--by", "experiment",
                    "--experiment", "nope", "--format", "csv")  # fmt: skip
     assert nope.returncode == 0 and nope.stdout.count("\n") == 1  # the header alone
-    assert nope.stderr == "note: nothing to compare: no experiment 'nope' in this scope\n"
+    assert nope.stderr == (
+        "note: nothing to compare: no experiment 'nope' with a control and another variant in "
+        "this scope\n"
+    )
     later = run_cli("compare", "-w", odd_experiments, "--since", "2027-01-01", "--format", "csv")
     assert later.stderr == "note: nothing to compare: no prompt with two versions in this scope\n"
     for command in ("compare", "stats", "report"):
