@@ -19,7 +19,6 @@ PRINTING = [
     ["--help"],
     ["--version"],
     ["stats", "--help"],
-    ["stats"],
     ["stats", "--format", "json"],
     ["compare", "--min-sessions", "2"],
     ["sql", "SELECT * FROM sessions"],
