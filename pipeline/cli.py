@@ -286,6 +286,12 @@ def _without_pandas(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _watched(quiet: bool, as_json: bool) -> bool:
+    """Whether a person watches the command: progress only for a terminal (stderr may be
+    closed), and not with --quiet or --json."""
+    return sys.stderr is not None and sys.stderr.isatty() and not (quiet or as_json)
+
+
 def _show_anyway(report: Any, options: dict[str, Any]) -> None:
     """`_show`, on the way out with another exit code: stdout that cannot take the report
     (a full disk) does not change that code, nor add a traceback at exit."""
@@ -396,8 +402,7 @@ def ingest(
     options = Options(
         naive_timezone, max_reject_rate, force, PiiMode(pii), memory_limit=memory_limit
     )
-    # Progress only where a person watches: a terminal, and not --quiet or --json.
-    watched = sys.stderr is not None and sys.stderr.isatty() and not (quiet or as_json)
+    watched = _watched(quiet, as_json)
     with for_terminal(_sizes(paths, warehouse) if watched else [], not watched) as progress:
         report = run_ingest(
             paths,
@@ -562,7 +567,7 @@ def pull(
         max_time,
         max_pages,
     )
-    watched = sys.stderr is not None and sys.stderr.isatty() and not (quiet or as_json)
+    watched = _watched(quiet, as_json)
     report = run_pull(
         request,
         Options(max_reject_rate=max_reject_rate, pii=PiiMode(pii), memory_limit=memory_limit),

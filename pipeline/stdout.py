@@ -70,7 +70,7 @@ def silence() -> None:
     stream = sys.stdout._stream if isinstance(sys.stdout, Stdout) else sys.stdout
     if stream is not None:
         with contextlib.suppress(OSError, ValueError):  # no descriptor (a test's stand-in)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            _hold(stream.fileno())
 
 
 def _hold(descriptor: int) -> None:

@@ -63,16 +63,15 @@ def quantile_interval(
     of five values no 95% bound at all."""
     n = len(sample)
     tail = (1 - confidence) / 2
-    mid = float(np.quantile(sample, q))
-    # l - 1: the largest count whose probability of being reached is at most `tail`.
-    below = int(stats.binom.ppf(tail, n, q))
-    if stats.binom.cdf(below, n, q) > tail:
-        below -= 1
-    # u - 1: the smallest count that is exceeded with probability at most `tail`.
-    above = int(stats.binom.isf(tail, n, q))
     h = _z(confidence) * math.sqrt(q * (1 - q) / n)
-    low, high = np.quantile(sample, [max(q - h, 0.0), min(q + h, 1.0)])
-    return (float(low) if below >= 0 else None), mid, (float(high) if above < n else None)
+    low, mid, high = np.quantile(sample, [max(q - h, 0.0), q, min(q + h, 1.0)])
+    # The smallest value is a lower bound only where all n values fall above the true
+    # quantile at most `tail` of the time, (1 - q)^n; the largest an upper one where q^n.
+    return (
+        float(low) if (1 - q) ** n <= tail else None,
+        float(mid),
+        float(high) if q**n <= tail else None,
+    )
 
 
 def quantile_difference(

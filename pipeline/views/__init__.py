@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def statements(sessions: str, rejects: str, known_timezones: str | None = None) 
     return result
 
 
+@cache
 def definitions_id() -> str:
     """What names this release's view definitions: the database built from other ones (an
     older release's) is built again, so that a fixed view reaches every client."""
