@@ -48,7 +48,10 @@ test: $(STAMP) $(DUCKDB1)/.installed $(SPARK_STAMP) ## Lint, type-check and run 
 	$(BIN)/ruff check pipeline schemas tests bench
 	$(BIN)/ruff format --check pipeline schemas tests bench
 	$(BIN)/mypy pipeline schemas
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	# A test file's tests on one worker: their module fixtures (a Spark session, a built
+	# warehouse) are made once, not once a worker. (`--dist loadgroup` no longer groups with
+	# pytest 9: xdist 3.8 renames `item._nodeid`, which pytest 9 does not read.)
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 BENCH_ARGS ?=
 bench: $(STAMP) ## Benchmark ingest against DuckDB's reader and its peers (polars, pandas, dlt, Spark) (BENCH_ARGS="--scale 0.05 --repeat 1" for a quick run)

@@ -58,7 +58,6 @@ def start(wh: Warehouse) -> Run:
     if wh.local is not None:
         staging = wh.local / STAGING / run_id
     else:
-        _clean_temporary()
         staging = Path(tempfile.mkdtemp(prefix=f"sessions-{run_id}-pid{os.getpid()}-"))
     run = Run(wh, run_id, now, staging)
     run.accepted.mkdir(parents=True)
@@ -80,7 +79,7 @@ def abandon(run: Run, committed: bool) -> None:
             fs.delete_file(placed)
 
 
-def _clean_temporary() -> None:
+def clean_temporary() -> None:
     """Remove the temporary folders of S3 runs that were killed (no lock, and no warehouse
     folder to clean, would find them otherwise)."""
     for folder in Path(tempfile.gettempdir()).glob("sessions-*-pid*-*"):

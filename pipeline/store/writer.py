@@ -54,6 +54,10 @@ def writing(wh: Warehouse) -> Iterator[Target]:
             if rejects is not None:
                 runs.drop_rejects(wh, rejects, committed, 0)
                 rejects = tables.load(wh, tables.REJECTS)
+        else:
+            # Whether or not this ingest then has anything to do: a run killed after its
+            # commit leaves its folder, and the next ingest of the same files skips them.
+            runs.clean_temporary()
         yield Target(wh, version.sessions if version is not None else sessions, rejects, version)
 
 

@@ -2,7 +2,7 @@
 filters, on generated sessions and on the edge cases (nulls, zeros, test sessions, null keys,
 renamed agents, unknown and DST-edge timezones); integers, strings, dates and times equal,
 floats within 1e-12 relative. One Spark session (one JVM) for the whole module; its tests run
-on one xdist worker (`--dist loadgroup`), so that two JVMs do not start at once."""
+on one xdist worker (`--dist loadfile`), so that the JVM starts once."""
 
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ pyspark = pytest.importorskip("pyspark", reason="the Spark extra is not installe
 
 from pipeline.spark import run  # noqa: E402
 from pipeline.spark import session as spark_session  # noqa: E402
-
-pytestmark = pytest.mark.xdist_group("spark")
 
 REL = 1e-12
 # Near zero a relative bound means nothing (a stddev of equal values: 0 or 1e-14).

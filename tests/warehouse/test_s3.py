@@ -98,10 +98,18 @@ def test_ingest_again_and_a_later_delivery(s3_wh: S3Warehouse, write: Write) -> 
     assert durations(s3_wh) == {r["session_id"]: r["duration"] for r in FIRST}
     stored = s3_wh.server.keys(s3_wh.bucket)
 
-    # The same file again: skipped, and not one object written.
+    # The temporary folder of a run killed after its commit (before it removed the folder).
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = Path(tempfile.mkdtemp(prefix=f"sessions-20261001T000000000000Z-0badc0de-pid{gone.pid}-"))
+    (left / "accepted").mkdir()
+
+    # The same file again: skipped, and not one object written; the killed run's folder is
+    # removed all the same.
     again = run_cli("ingest", first, "-w", s3_wh.uri)
     assert again.returncode == 0, again.stderr
     assert "Skipped" in again.stdout and "unchanged" in again.stdout
+    assert not left.exists()
     assert s3_wh.server.keys(s3_wh.bucket) == stored
     assert table(s3_wh).version() == 1
 
