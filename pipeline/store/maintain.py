@@ -62,7 +62,7 @@ def _carry(version: Version) -> CommitProperties:
 
 @contextmanager
 def _maintaining(
-    where: object, dead_run_hours: int
+    where: object, dead_run_hours: int, command: str
 ) -> Iterator[tuple[Warehouse, Version, MaintenanceReport]]:
     """Hold the warehouse for one maintenance command: locked, cleaned of what killed runs
     left (as an ingest does; rejects of runs that never committed, older than
@@ -70,7 +70,7 @@ def _maintaining(
     its views file brought up to date after."""
     wh, _ = reader.version(where)  # type: ignore[arg-type]
     report = MaintenanceReport(str(wh))
-    with lock.held(wh):
+    with lock.held(wh, doing=command):
         wh, version = reader.version(wh)
         committed = set(version.runs)
         if wh.local is not None:
@@ -105,7 +105,7 @@ def vacuum(
             "readers of older versions and --as-of queries would lose their files; add --force "
             "if no one reads older versions"
         )
-    with _maintaining(where, retain_hours) as (wh, version, report):
+    with _maintaining(where, retain_hours, "sessions vacuum") as (wh, version, report):
         for name, table in _tables(wh, (tables.REJECTS, tables.SESSIONS)):
             with tables.errors(wh, name):
                 report.files_deleted += table.vacuum(
@@ -126,7 +126,7 @@ def optimize(where: object) -> MaintenanceReport:
     rows before and after; the replaced files stay until vacuum). What killed runs left is
     cleaned first: compaction merges rejects files, and the rows of a run that never
     committed, once in a file of no run's name, could no longer be told apart."""
-    with _maintaining(where, RETAIN_HOURS) as (wh, version, report):
+    with _maintaining(where, RETAIN_HOURS, "sessions optimize") as (wh, version, report):
         for name, table in _tables(wh, (tables.SESSIONS, tables.REJECTS)):
             with tables.errors(wh, name):
                 metrics = table.optimize.compact(
@@ -156,11 +156,11 @@ def migrate(where: object) -> str:
     if wh.local is None or not convert.is_snapshot_layout(wh):
         reader.version(wh)  # not a warehouse at all: its error
         if wh.local is not None:
-            with lock.held(wh):
+            with lock.held(wh, doing="a migration"):
                 convert.convert(wh)  # tidies what a conversion cut short left, if anything
         return f"{wh} is a Delta Lake warehouse already: nothing to convert"
     convert.refuse_followed_copy(wh.local)
-    with lock.held(wh):
+    with lock.held(wh, doing="a migration"):
         converted = convert.convert(wh)
         latest = tables.at(wh)
     database.refresh(wh)

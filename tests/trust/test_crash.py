@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.store import database, location
+from pipeline.store import database, location, lock
 from tests.conftest import ndjson, run_cli, session, start, tree
 from tests.trust.conftest import BIG_SESSIONS, leftovers, state
 
@@ -104,7 +104,7 @@ def test_a_second_ingest_waits_for_none_and_says_why(
     time.sleep(0.8)
     second = run_cli("ingest", small, "-w", wh)
     assert second.returncode == 3
-    assert "another ingest is running" in second.stderr and second.stderr.count("\n") == 1
+    assert "another command, an ingest (pid " in second.stderr and second.stderr.count("\n") == 1
     assert first.wait(timeout=120) == 0
     # Nothing was lost: the second ingest, run again, lands beside the first.
     assert run_cli("ingest", small, "-w", wh, "-q").returncode == 0
@@ -122,3 +122,26 @@ def test_a_killed_ingest_does_not_leave_the_lock_stuck(
     assert (
         run_cli("ingest", write("a.ndjson", ndjson([session(1)])), "-w", wh, "-q").returncode == 0
     )
+
+
+def test_a_command_refused_by_the_lock_names_what_holds_it(
+    tmp_path: Path, write: Callable[[str, bytes], Path]
+) -> None:
+    wh = tmp_path / "wh"
+    small = write("small.ndjson", ndjson([session(n) for n in range(10)]))
+    assert run_cli("ingest", small, "-w", wh, "-q").returncode == 0
+    holders = {
+        "a maintenance command": ("sessions vacuum", "another command, sessions vacuum (pid "),
+        "a migration": ("a migration", "another command, a migration (pid "),
+        # Not what a release of ours writes: not shown.
+        "a stranger": ("rm -rf / (pid 1)", "another command is running"),
+    }
+    for doing, said in holders.values():
+        with lock.held(location.of(wh), doing=doing):
+            refused = [run_cli(*args, "-w", wh) for args in (("ingest", small), ("optimize",))]
+        for result in refused:
+            assert result.returncode == 3
+            assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    # What a holder wrote stays in the lock file after it: a command that finds the lock free
+    # takes it all the same.
+    assert run_cli("ingest", write("more.ndjson", ndjson([session(99)])), "-w", wh).returncode == 0
