@@ -275,8 +275,18 @@ def _check_pii(
 
 
 def _check_timezone(name: str) -> None:
-    if name not in _timezones():
+    if name not in _timezones() or not _polars_knows(name):
         raise InputError(name, "is not an IANA timezone name", "e.g. UTC or America/Chicago")
+
+
+def _polars_knows(name: str) -> bool:
+    """Whether the transform (polars) reads naive times in `name`: the system's list also
+    holds `localtime` (a link to the machine's zone) and `Factory`, which it does not."""
+    try:
+        pl.Series([datetime(2000, 1, 1)]).dt.replace_time_zone(name)
+    except pl.exceptions.PolarsError:
+        return False
+    return True
 
 
 def _check_memory_limit(value: str) -> None:
