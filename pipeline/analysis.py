@@ -47,7 +47,10 @@ _HEADLINE = f"""
 SELECT
     count(*) FILTER (WHERE NOT excluded) AS session_count,
     count(kept_duration) AS duration_count,
-    count(DISTINCT agent_id) FILTER (WHERE NOT excluded) AS agent_count,
+    -- Sessions without an agent id are a group of their own, as in the views' tables.
+    count(DISTINCT agent_id) FILTER (WHERE NOT excluded)
+        + (count(*) FILTER (WHERE NOT excluded AND agent_id IS NULL) > 0)::INTEGER
+        AS agent_count,
     median(kept_duration) AS duration_p50_s,
     quantile_cont(kept_duration, 0.9) AS duration_p90_s,
     sum(kept_duration) / 3600 AS duration_total_h,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -156,7 +157,7 @@ def prompt_versions(analysis: Analysis, n: int = TOP_PROMPTS, versions: int = VE
     fig, axes = _figure(3.2 * columns, 2.6 * rows, rows, columns)
     for ax, prompt in zip(axes, prompts, strict=False):
         shown = data.shown.filter(pl.col("prompt_id").eq_missing(prompt)).to_dicts()
-        x = [for_chart(v["prompt_version_number"], 12) for v in shown]
+        x = _version_ticks(shown)
         ax.plot(x, [v["duration_p50_s"] for v in shown], "o-", color=BLUE, label="median")
         # Each median's 95% interval (distribution-free): a step inside the bars is noise.
         low, high = _median_bars(analysis, prompt, shown)
@@ -184,21 +185,46 @@ def prompt_versions(analysis: Analysis, n: int = TOP_PROMPTS, versions: int = VE
     return fig
 
 
+def _version_ticks(shown: list[dict[str, Any]]) -> list[str]:
+    """A tick for each shown version, each its own: the version number, and its text where
+    that number (or no number) is shown more than once (one version exported under two
+    `prompt_version` texts, or several drafts without a number)."""
+    numbers = Counter(v["prompt_version_number"] for v in shown)
+    ticks = []
+    for v in shown:
+        tick = "none" if v["prompt_version_number"] is None else str(v["prompt_version_number"])
+        if numbers[v["prompt_version_number"]] > 1:
+            tick = f"{tick} {v['prompt_version'] or ''}".rstrip()
+        ticks.append(tick)
+    # Two ticks alike (texts cut alike) would draw two versions at one place.
+    seen = Counter(for_chart(t, 12) for t in ticks)
+    return [
+        for_chart(t, 12) if seen[for_chart(t, 12)] == 1 else f"{for_chart(t, 9)} #{i + 1}"
+        for i, t in enumerate(ticks)
+    ]
+
+
 def _median_bars(
     analysis: Analysis, prompt: Any, shown: list[dict[str, Any]]
 ) -> tuple[list[float], list[float]]:
     """How far below and above each shown version's median its interval reaches (0 where the
     version has fewer than two durations, or too few for that bound: see
-    `statistics.quantile_interval`)."""
+    `statistics.quantile_interval`; and where its number is shown more than once: the
+    interval is of the number's sessions pooled, as `compare` pools them, not of this row's)."""
     bars = {
         row["prompt_version_number"]: row
         for row in analysis.version_medians.filter(
             pl.col("prompt_id").eq_missing(prompt)
         ).to_dicts()
     }
+    numbers = Counter(v["prompt_version_number"] for v in shown)
     low, high = [], []
     for v in shown:
-        bar = bars.get(v["prompt_version_number"])
+        bar = (
+            bars.get(v["prompt_version_number"])
+            if numbers[v["prompt_version_number"]] == 1
+            else None
+        )
         median = v["duration_p50_s"]
         below, above = (
             (bar["duration_p50_low_s"], bar["duration_p50_high_s"]) if bar else (None, None)

@@ -1168,6 +1168,12 @@ def report_command(warehouse: str, out: str, scope: Scope, as_of: str | None) ->
     # Checked as given: a path would read "" as "." and drop a trailing slash.
     if not Path(out).name or out.endswith(os.sep):
         raise atomic.OutputError(f"--out {out!r} names no file: give a path like report.html")
+    if out == "-":
+        # Not stdout: a report is several files (the page and its tables' CSV files).
+        raise atomic.OutputError(
+            "--out - : a report is a page and CSV files beside it, not one stream: give a path "
+            "like report.html"
+        )
     written = html_report.files(analyse(warehouse, scope, _as_of(as_of)), Path(out))
     atomic.write_files(written)
     for path in written:

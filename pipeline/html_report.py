@@ -196,6 +196,12 @@ def _verdicts(comparisons: pl.DataFrame, title: str) -> str:
 
 def _nothing(analysis: Analysis) -> str:
     """Why the report has no figures."""
+    tests = analysis.headline["test_sessions_excluded"]
+    if tests and not analysis.scope.include_tests:
+        return (
+            f"Every session in this scope is a test session ({tests:,}, left out): "
+            "--include-tests counts them."
+        )
     if analysis.scope != type(analysis.scope)():
         return "No sessions in this scope: the figures and charts below are empty."
     if analysis.rejected_rows:

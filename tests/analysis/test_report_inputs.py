@@ -278,6 +278,8 @@ def test_out_that_names_no_regular_file(warehouse: Path, tmp_path: Path) -> None
     ]:
         result = run_cli("report", "-w", warehouse, "--out", out)
         _one_line_error(result, 3, says)
+    # `-` is not stdout here (a report is several files), nor a file named `-`.
+    _one_line_error(run_cli("report", "-w", warehouse, "--out", "-", cwd=tmp_path), 3, "--out -")
     assert fifo.is_fifo() and tree(tmp_path) == before
 
 
@@ -316,3 +318,45 @@ def test_a_full_disk_leaves_the_old_report(warehouse: Path, tmp_path: Path) -> N
     )  # fmt: skip
     _one_line_error(result, 3, "File too large", str(out), "unchanged")
     assert tree(tmp_path) == before
+
+
+def test_versions_exported_under_two_texts_and_without_numbers(
+    tmp_path: Path, write: Write
+) -> None:
+    """Version 1 exported under two `prompt_version` texts, and two drafts without a number:
+    the report is written (the chart drew the pooled version's interval around each text's
+    median, below zero: exit 70), and each version has a place of its own on the axis."""
+    records = [
+        {**session(i, duration=base + i % 10), "prompt_id": "p1", "prompt_name": "P",
+         "prompt_version_number": number, "prompt_version": text}
+        for i, (number, text, base) in enumerate(
+            [(1, "v1-a", 100)] * 10 + [(1, "v1-b", 200)] * 10 + [(2, "v2", 50)] * 10
+            + [(None, "draft-a", 10), (None, "draft-b", 100)]
+        )
+    ]  # fmt: skip
+    wh = _warehouse(tmp_path, records)
+    result = run_cli("report", "-w", wh, "--out", tmp_path / "r.html")
+    assert result.returncode == 0, result.stderr
+    figure = charts.prompt_versions(analyse(wh))
+    ticks = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert len(ticks) == len(set(ticks)) == 5, ticks
+    assert {"1 v1-a", "1 v1-b", "2"} <= set(ticks)
+
+
+def test_the_headline_counts_agents_as_the_tables_do(tmp_path: Path, write: Write) -> None:
+    """Sessions without an agent id are an agent row of their own in the tables and in
+    `sessions stats`: the headline counts them too. A scope of test sessions only says so."""
+    wh = _warehouse(tmp_path, [session(1), {**session(2), "agent_id": None}])
+    out = tmp_path / "r.html"
+    assert run_cli("report", "-w", wh, "--out", out).returncode == 0
+    stats = run_cli("stats", "-w", wh, "--format", "csv").stdout.splitlines()
+    assert len(stats) - 1 == 2
+    assert "<b>2</b>agents" in out.read_text().replace("\n", "")
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    wh = _warehouse(tests, [{**session(n), "is_test": True} for n in range(2)])
+    assert run_cli("report", "-w", wh, "--out", out).returncode == 0
+    page = out.read_text()
+    assert "Every session in this scope is a test session (2, left out)" in page
+    assert "holds no sessions yet" not in page
