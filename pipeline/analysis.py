@@ -17,17 +17,20 @@ _SCOPE = "$since, $until, $agent, $channel, $include_tests"
 
 # Box-plot statistics per agent, computed in DuckDB so that the chart costs the same for
 # ten thousand sessions or ten million. Whiskers at the 5th and 95th percentiles.
+# The quartiles of the durations above zero, which a log scale can draw; the zeros counted
+# apart, so that a chart can say what it leaves out (`duration_count` is the tables').
 _DISTRIBUTION = f"""
 SELECT agent_id,
     arg_max(agent_name, "timestamp") FILTER (WHERE agent_name IS NOT NULL) AS agent_name,
     count(kept_duration) AS duration_count,
-    quantile_cont(kept_duration, 0.05) AS p05,
-    quantile_cont(kept_duration, 0.25) AS p25,
-    quantile_cont(kept_duration, 0.50) AS p50,
-    quantile_cont(kept_duration, 0.75) AS p75,
-    quantile_cont(kept_duration, 0.95) AS p95
+    count(*) FILTER (WHERE kept_duration = 0) AS zero_count,
+    quantile_cont(kept_duration, 0.05) FILTER (WHERE kept_duration > 0) AS p05,
+    quantile_cont(kept_duration, 0.25) FILTER (WHERE kept_duration > 0) AS p25,
+    quantile_cont(kept_duration, 0.50) FILTER (WHERE kept_duration > 0) AS p50,
+    quantile_cont(kept_duration, 0.75) FILTER (WHERE kept_duration > 0) AS p75,
+    quantile_cont(kept_duration, 0.95) FILTER (WHERE kept_duration > 0) AS p95
 FROM sessions_in_scope({_SCOPE})
-WHERE kept_duration > 0
+WHERE kept_duration IS NOT NULL
 GROUP BY agent_id
 ORDER BY p50
 """

@@ -79,13 +79,17 @@ def _of(shown: int, total: int, what: str) -> str:
 def duration_distribution(analysis: Analysis, n: int = TOP) -> Figure:
     """Box plots of session duration per agent, on a log scale (durations are skewed): the `n`
     agents with most sessions with a duration."""
-    everyone = analysis.distribution
+    # A log scale draws no zero: the agents with only zeros are left out, and said to be.
+    everyone = analysis.distribution.filter(pl.col("duration_count") > pl.col("zero_count"))
+    zeros = int(analysis.distribution["zero_count"].sum())
     chosen = top(everyone.with_columns(session_count=pl.col("duration_count")), n).shown
     rows = chosen.drop("session_count").sort("p50", maintain_order=True).to_dicts()
     fig, (ax,) = _figure(9, 0.45 * max(len(rows), 3) + 1.2)
     stats = [
         {
-            "label": f"{_label(r['agent_id'], r['agent_name'])} (n={r['duration_count']:,})",
+            "label": f"{_label(r['agent_id'], r['agent_name'])} (n={r['duration_count']:,}"
+            + (f", {r['zero_count']:,} at 0 s" if r["zero_count"] else "")
+            + ")",
             "whislo": r["p05"],
             "q1": r["p25"],
             "med": r["p50"],
@@ -100,9 +104,12 @@ def duration_distribution(analysis: Analysis, n: int = TOP) -> Figure:
                boxprops={"facecolor": "#c6d7ee", "edgecolor": BLUE},
                medianprops={"color": ORANGE, "linewidth": 2})  # fmt: skip
     else:
-        _empty(ax, "no session with a duration")
+        _empty(ax, "no duration above 0 s" if zeros else "no session with a duration")
     ax.set_xscale("log")
-    ax.set_xlabel("session duration, seconds (log scale); box 25-75%, whiskers 5-95%")
+    ax.set_xlabel(
+        "session duration, seconds (log scale); box 25-75%, whiskers 5-95%"
+        + (f"; {zeros:,} durations of 0 s not drawn" if zeros else "")
+    )
     ax.set_title("Duration per agent" + _of(len(rows), everyone.height, "agents"))
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()

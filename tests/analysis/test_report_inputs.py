@@ -360,3 +360,22 @@ def test_the_headline_counts_agents_as_the_tables_do(tmp_path: Path, write: Writ
     page = out.read_text()
     assert "Every session in this scope is a test session (2, left out)" in page
     assert "holds no sessions yet" not in page
+
+
+def test_zero_durations_are_counted_and_said_to_be_left_off_the_log_scale(
+    tmp_path: Path, write: Write
+) -> None:
+    """The box plot's log scale draws no zero: its n is still the table's, it says how many
+    are at 0 s, and an agent with only zeros is said to be left off (it was left out, and
+    each n counted the durations above zero only)."""
+    records = [
+        {**session(1), "agent_id": "zero", "agent_name": "zero", "duration": 0},
+        {**session(2), "agent_id": "zero", "agent_name": "zero", "duration": 0},
+        {**session(3), "agent_id": "mixed", "agent_name": "mixed", "duration": 0},
+        {**session(4), "agent_id": "mixed", "agent_name": "mixed", "duration": 120},
+        {**session(5), "agent_id": "mixed", "agent_name": "mixed", "duration": 60},
+    ]
+    analysis = analyse(_warehouse(tmp_path, records))
+    ax = charts.duration_distribution(analysis).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["mixed (n=3, 1 at 0 s)"]
+    assert ax.get_xlabel().endswith("; 3 durations of 0 s not drawn")
