@@ -36,12 +36,22 @@ _RULE_BY_KIND = {
 
 
 def parse_timestamp(text: pl.Expr, naive_timezone: str = "UTC") -> pl.Expr:
-    """ISO 8601 text to a UTC datetime; null where the text is not a timestamp."""
+    """ISO 8601 text to a UTC datetime; null where the text is not a timestamp.
+
+    As RFC 3339 allows, `t` and `z` may be lower case; as ISO 8601 allows, an offset may be
+    hours only (`+05`). A second of 60 is a leap second only at 23:59:60 UTC: it is read as
+    the last microsecond of its day (a datetime has no 61st second), and anywhere else it is
+    not a time (polars read `10:30:60` as 10:31:00)."""
     iso = (
         text.str.strip_chars()
-        .str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+        .str.replace(r"^(\d{4}-\d{2}-\d{2})[ t]", "${1}T")
         .str.replace(r"[zZ]$", "+00:00")
+        .str.replace(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?[+-]\d{2})$", "${1}:00")
     )
+    leap = iso.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:60(?:\.\d+)?(?:[+-]|$)")
+    # The leap second's text with its second as 59 and no fraction: read as the second
+    # before, then moved to that second's last microsecond.
+    iso = pl.when(leap).then(iso.str.replace(r":60(?:\.\d+)?", ":59")).otherwise(iso)
     with_offset = [
         iso.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
         for fmt in _WITH_OFFSET
@@ -52,7 +62,15 @@ def parse_timestamp(text: pl.Expr, naive_timezone: str = "UTC") -> pl.Expr:
         .dt.convert_time_zone("UTC")
         for fmt in _NAIVE
     ]
-    return pl.coalesce(*with_offset, *naive)
+    read = pl.coalesce(*with_offset, *naive)
+    at_leap = (read.dt.hour() == 23) & (read.dt.minute() == 59) & (read.dt.second() == 59)
+    return (
+        pl.when(~leap)
+        .then(read)
+        .when(at_leap)
+        .then(read + pl.duration(microseconds=999_999))
+        .otherwise(None)
+    )
 
 
 def parse_timestamp_as_exported(text: pl.Expr) -> pl.Expr:

@@ -39,6 +39,16 @@ def utc(*args: int) -> datetime:
         ("2026-10-01T07:00:00-0530", utc(2026, 10, 1, 12, 30)),
         ("2026-10-01 12:30:00+00:00", utc(2026, 10, 1, 12, 30)),
         ("2026-10-01T12:30Z", utc(2026, 10, 1, 12, 30)),
+        # RFC 3339's lower case, ISO 8601's offset of hours only.
+        ("2026-10-01t12:30:00z", utc(2026, 10, 1, 12, 30)),
+        ("2026-10-01T17:30:00+05", utc(2026, 10, 1, 12, 30)),
+        ("2026-10-01T07:30-05", utc(2026, 10, 1, 12, 30)),
+        # A leap second, in UTC or any offset: the last microsecond of its day, not the next
+        # day's first second; a second of 60 elsewhere is no time at all.
+        ("2016-12-31T23:59:60Z", utc(2016, 12, 31, 23, 59, 59, 999999)),
+        ("2016-12-31T18:59:60.25-05:00", utc(2016, 12, 31, 23, 59, 59, 999999)),
+        ("2026-10-01T12:30:60Z", None),
+        ("2026-10-01T12:30:61Z", None),
         ("2026-10-01T12:30:00", utc(2026, 10, 1, 12, 30)),  # naive: UTC by default
         (" 2026-10-01T12:30:00Z ", utc(2026, 10, 1, 12, 30)),
         ("2026-10-01", None),  # no time of day: not a session timestamp
