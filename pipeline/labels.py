@@ -27,9 +27,15 @@ def _visible(char: str) -> str:
         return " "
     # Cc: C0/C1 controls such as NUL or ESC; Cs: lone surrogates. Neither can be drawn or
     # belongs in an HTML page; the replacement character shows that something was there.
-    if unicodedata.category(char) in ("Cc", "Cs"):
+    if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS:
         return "\ufffd"
     return char
+
+
+# The bidirectional embeddings, overrides and isolates: each reorders the text after it, up to
+# the end of its paragraph (a name with U+202E drew its own "(n=3)" as "(3=n)", and could turn
+# the words after it on a page around). The marks (U+200E, U+200F, U+061C) reorder nothing.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def for_chart(value: object, limit: int = 40) -> str:

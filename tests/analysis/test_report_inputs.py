@@ -106,6 +106,10 @@ def test_blank_and_long_names() -> None:
     assert plain("") == plain(" \n\t") == BLANK
     assert plain("x" * 50, limit=10) == "x" * 9 + "…"
     assert plain("a\x00b") == "a\ufffdb" and plain("a\r\nb") == "a b"
+    # An override or isolate would turn around what follows the name (its "(n=3)").
+    for control in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
+        assert plain(f"{control}Support") == "\ufffdSupport"
+    assert plain("\u200fmark") == "\u200fmark"  # a mark reorders nothing: kept
 
 
 def test_odd_names_give_a_whole_report(odd: Path, tmp_path: Path) -> None:
