@@ -57,9 +57,7 @@ def parse_timestamp(text: pl.Expr, naive_timezone: str = "UTC") -> pl.Expr:
         for fmt in _WITH_OFFSET
     ]
     naive = [
-        iso.str.to_datetime(fmt, time_unit="us", strict=False)
-        .dt.replace_time_zone(naive_timezone, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
+        _in_timezone(iso.str.to_datetime(fmt, time_unit="us", strict=False), naive_timezone)
         for fmt in _NAIVE
     ]
     read = pl.coalesce(*with_offset, *naive)
@@ -71,6 +69,53 @@ def parse_timestamp(text: pl.Expr, naive_timezone: str = "UTC") -> pl.Expr:
         .then(read + pl.duration(microseconds=999_999))
         .otherwise(None)
     )
+
+
+def _in_timezone(local: pl.Expr, timezone: str) -> pl.Expr:
+    """Naive local times in `timezone` as UTC: null where the time does not exist there (a
+    clock moved forward over it), the earlier instant where it exists twice.
+
+    By DuckDB's rules, not polars': the local dates and times the warehouse stores are
+    DuckDB's, and polars' compiled-in rules lag (in 2026 they still moved Vancouver's clocks
+    back in November, which the current rules no longer do: a naive 23:30 came back as the
+    next day's 00:30)."""
+    if timezone == "UTC":
+        return local.dt.replace_time_zone("UTC")
+    return local.map_batches(
+        lambda times: _duckdb_in_timezone(times, timezone),
+        return_dtype=pl.Datetime("us", "UTC"),
+    )
+
+
+# DuckDB's reading of a naive time in a zone takes the later of two instants a repeated
+# wall time has; the earlier is one of these before it (the clock changes the zones use).
+_SHIFTS = ("30 MINUTES", "1 HOUR", "2 HOURS")
+
+
+def _duckdb_in_timezone(times: pl.Series, timezone: str) -> pl.Series:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        frame = pl.DataFrame({"t": times}).to_arrow()  # noqa: F841 (read by the query)
+        zone = "'" + timezone.replace("'", "''") + "'"
+        back = "timezone({zone}, {instant}) = t"
+        earlier = " ".join(
+            f"WHEN {back.format(zone=zone, instant=f'(u - INTERVAL {shift})')} "
+            f"THEN u - INTERVAL {shift}"
+            for shift in reversed(_SHIFTS)
+        )
+        result = con.sql(f"""
+            SELECT CASE WHEN {back.format(zone=zone, instant="u")}
+                        THEN CASE {earlier} ELSE u END END AS t
+            FROM (SELECT t, timezone({zone}, t) AS u FROM frame)
+        """).to_arrow_table()
+    finally:
+        con.close()
+    out = pl.from_arrow(result)
+    assert isinstance(out, pl.DataFrame)
+    return out["t"].cast(pl.Datetime("us", "UTC")).alias(times.name)
 
 
 def parse_timestamp_as_exported(text: pl.Expr) -> pl.Expr:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -86,6 +87,31 @@ def test_naive_timestamps_in_another_timezone() -> None:
         utc(2026, 10, 1, 12, 30),  # CDT is UTC-5
         utc(2026, 10, 1, 12, 30),  # an explicit offset wins
     ]
+
+
+@pytest.mark.parametrize(
+    ("zone", "text", "expected"),
+    [
+        # The current rules (2026f): Vancouver keeps -07 from November 2026; polars' own rules
+        # moved its clocks back, and a naive 23:30 became the next day's 00:30 locally.
+        ("America/Vancouver", "2026-11-03T23:30:00", utc(2026, 11, 4, 6, 30)),
+        ("America/New_York", "2026-03-08T02:30:00", None),  # skipped by the clocks
+        ("America/New_York", "2026-11-01T01:30:00", utc(2026, 11, 1, 5, 30)),  # twice: earlier
+        ("Australia/Lord_Howe", "2026-04-05T01:45:00", utc(2026, 4, 4, 14, 45)),  # half hours
+    ],
+)
+def test_naive_times_are_read_by_the_rules_of_the_local_dates(
+    zone: str, text: str, expected: datetime | None
+) -> None:
+    """A naive time read in a zone is the instant whose local time there, as the warehouse
+    computes local times (DuckDB), is that time."""
+    (got,) = parsed(parse_timestamp(pl.col("v"), zone), [text])
+    assert got == expected
+    if expected is not None:
+        local = duckdb.sql(
+            f"SELECT timezone('{zone}', TIMESTAMPTZ '{expected.isoformat()}')"
+        ).fetchall()[0][0]
+        assert local == datetime.fromisoformat(text)
 
 
 def test_numbers() -> None:
