@@ -166,10 +166,11 @@ def same_csv(left: str, right: str) -> bool:
     return True
 
 
-# The folders of the slowest test files: collected first, so that `--dist loadfile` hands them
-# out first and the run does not end with one worker alone on a long file (tests/warehouse,
-# the last folder by name, ended the run so: about a minute of one idle core).
-_SLOW_FIRST = ("warehouse", "trust")
+# The folders of the slowest test files, and the Spark one: collected first, so that
+# `--dist loadfile` hands them out first and the run does not end with one worker alone on a
+# long file (tests/warehouse, the last folder by name, ended the run so: a minute of one
+# idle core).
+_SLOW_FIRST = ("warehouse", "trust", "spark")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
