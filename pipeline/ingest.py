@@ -275,13 +275,14 @@ def _check_pii(
 
 
 def _check_timezone(name: str) -> None:
-    if name not in _timezones() or not _polars_knows(name):
+    if name not in _timezones() or not _a_zone(name):
         raise InputError(name, "is not an IANA timezone name", "e.g. UTC or America/Chicago")
 
 
-def _polars_knows(name: str) -> bool:
-    """Whether the transform (polars) reads naive times in `name`: the system's list also
-    holds `localtime` (a link to the machine's zone) and `Factory`, which it does not."""
+def _a_zone(name: str) -> bool:
+    """Whether `name`, of the system's list, is a zone to read an export's times in: the list
+    also holds `localtime` (a link to the machine's own zone, which DuckDB, which places naive
+    times, does not know) and `Factory` (a placeholder); polars knows neither."""
     try:
         pl.Series([datetime(2000, 1, 1)]).dt.replace_time_zone(name)
     except pl.exceptions.PolarsError:

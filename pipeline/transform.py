@@ -56,11 +56,12 @@ def parse_timestamp(text: pl.Expr, naive_timezone: str = "UTC") -> pl.Expr:
         iso.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
         for fmt in _WITH_OFFSET
     ]
-    naive = [
-        _in_timezone(iso.str.to_datetime(fmt, time_unit="us", strict=False), naive_timezone)
-        for fmt in _NAIVE
-    ]
-    read = pl.coalesce(*with_offset, *naive)
+    # The naive layouts read first, then placed in the timezone once (one DuckDB pass).
+    naive = _in_timezone(
+        pl.coalesce(*[iso.str.to_datetime(fmt, time_unit="us", strict=False) for fmt in _NAIVE]),
+        naive_timezone,
+    )
+    read = pl.coalesce(*with_offset, naive)
     at_leap = (read.dt.hour() == 23) & (read.dt.minute() == 59) & (read.dt.second() == 59)
     return (
         pl.when(~leap)
@@ -100,15 +101,13 @@ def _duckdb_in_timezone(times: pl.Series, timezone: str) -> pl.Series:
         con.execute("SET TimeZone = 'UTC'")
         frame = pl.DataFrame({"t": times}).to_arrow()  # noqa: F841 (read by the query)
         zone = "'" + timezone.replace("'", "''") + "'"
-        back = "timezone({zone}, {instant}) = t"
+        # The earliest instant whose local time is `t`, of DuckDB's `u` and those before it.
         earlier = " ".join(
-            f"WHEN {back.format(zone=zone, instant=f'(u - INTERVAL {shift})')} "
-            f"THEN u - INTERVAL {shift}"
+            f"WHEN timezone({zone}, u - INTERVAL {shift}) = t THEN u - INTERVAL {shift}"
             for shift in reversed(_SHIFTS)
         )
         result = con.sql(f"""
-            SELECT CASE WHEN {back.format(zone=zone, instant="u")}
-                        THEN CASE {earlier} ELSE u END END AS t
+            SELECT CASE WHEN timezone({zone}, u) = t THEN CASE {earlier} ELSE u END END AS t
             FROM (SELECT t, timezone({zone}, t) AS u FROM frame)
         """).to_arrow_table()
     finally:
